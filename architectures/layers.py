@@ -1,0 +1,76 @@
+"""Small layers shared by the shipped backbones: norms, a causal short convolution, an MLP."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype
+        x = x.float()
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (x * self.weight.float()).to(dtype)
+
+
+class GatedRMSNorm(RMSNorm):
+    """RMSNorm(x) * silu(gate): the output norm of Gated DeltaNet and Mamba2."""
+
+    def forward(self, x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return super().forward(x) * F.silu(gate)
+
+
+class ShortConv(nn.Module):
+    """Depthwise causal 1-D convolution over time, with the last `kernel_size - 1` inputs as state.
+
+    forward(x (B, L, C), cache (B, K-1, C) or None) -> (y (B, L, C), cache)
+    """
+
+    def __init__(self, channels: int, kernel_size: int = 4, activation: bool = True) -> None:
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.activation = activation
+        self.weight = nn.Parameter(torch.empty(channels, 1, kernel_size))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        nn.init.kaiming_uniform_(self.weight, a=5**0.5)
+
+    def init_cache(self, batch_size: int, device: torch.device | str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        return torch.zeros(batch_size, self.kernel_size - 1, self.weight.shape[0], device=device, dtype=dtype)
+
+    def forward(self, x: torch.Tensor, cache: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        if cache is None:
+            cache = self.init_cache(x.shape[0], x.device, x.dtype)
+        full = torch.cat([cache.to(x.dtype), x], dim=1)  # (B, K-1+L, C)
+        y = F.conv1d(full.transpose(1, 2), self.weight.to(x.dtype), self.bias.to(x.dtype), groups=x.shape[-1])
+        y = y.transpose(1, 2)
+        if self.activation:
+            y = F.silu(y)
+        return y, full[:, full.shape[1] - (self.kernel_size - 1) :]
+
+    def step(self, x: torch.Tensor, cache: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step: x (B, C), cache (B, K-1, C)."""
+        full = torch.cat([cache.to(x.dtype), x[:, None]], dim=1)  # (B, K, C)
+        y = torch.einsum("bkc,ck->bc", full, self.weight[:, 0].to(x.dtype)) + self.bias.to(x.dtype)
+        if self.activation:
+            y = F.silu(y)
+        return y, full[:, 1:]
+
+
+class SwiGLU(nn.Module):
+    """The gated MLP of Llama-style blocks: down(silu(gate(x)) * up(x))."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.gate = nn.Linear(dim, hidden, bias=False)
+        self.up = nn.Linear(dim, hidden, bias=False)
+        self.down = nn.Linear(hidden, dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(F.silu(self.gate(x)) * self.up(x))
