@@ -17,6 +17,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("bench.demo", "sample, solve and step AnyMDP tasks and print what was measured"),
     "check-arch": ("bench.check_arch", "run the conformance checks on a backbone"),
     "perf": ("bench.perf", "run the speed benchmarks and print tables"),
+    "run": ("bench.run", "train a backbone on a preset, evaluate it in context and write its result file"),
+    "data": ("bench.data.command", "build, verify and describe the DPD training data of a preset"),
+    "fidelity": ("bench.anymdp.fidelity", "compare our AnyMDP generator with the official one (needs xenoverse)"),
+    "leaderboard": ("bench.leaderboard", "regenerate leaderboard.md from the validated result files"),
+    "plot": ("bench.plot", "write comparison figures (PNG and SVG) to results/plots/"),
+    "validate": ("bench.validate", "check result files: schema, preset, dataset, recomputed metrics"),
 }
 
 

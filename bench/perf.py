@@ -13,6 +13,8 @@ from bench.errors import BenchError
 SUITES: dict[str, str] = {
     "anymdp": "bench.perf_anymdp",
     "backbones": "bench.perf_backbones",
+    "train": "bench.perf_train",
+    "data": "bench.perf_data",
 }
 
 
