@@ -26,6 +26,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from bench.errors import BenchError
+
 State = Any  # nested tuples / lists / dicts of tensors, batch first
 
 
@@ -68,3 +70,47 @@ def detach_state(state: State) -> State:
 
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+class BlockStack(Backbone):
+    """A backbone that is a stack of residual blocks, `self.blocks`.
+
+    Each block maps `(x, layer_state, mode)` to `(x, layer_state)`, with mode "chunk" (a segment,
+    the chunked parallel form) or "recurrent" (one step, the recurrent form); its token mixer, the
+    attribute named by `mixer_attr`, provides `init_state(batch_size, device)` and `state_size()`.
+    Subclasses build `self.blocks` and may override `_run` (RWKV-7 passes its value residual along).
+    """
+
+    mixer_attr: ClassVar[str] = "attn"
+
+    def init_state(self, batch_size: int, device: torch.device | str = "cpu") -> State:
+        return tuple(getattr(block, self.mixer_attr).init_state(batch_size, device) for block in self.blocks)
+
+    def state_size(self) -> int:
+        return sum(getattr(block, self.mixer_attr).state_size() for block in self.blocks)
+
+    def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        if x.dim() != 3 or x.shape[-1] != self.d_model or x.shape[1] < 1:
+            raise BenchError(
+                f"{type(self).__name__}.forward: x has shape {tuple(x.shape)}; expected (B, L, {self.d_model}) with L >= 1"
+            )
+        return self._run(x, state, "chunk")
+
+    def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        if x.dim() != 2 or x.shape[-1] != self.d_model:
+            raise BenchError(f"{type(self).__name__}.step: x has shape {tuple(x.shape)}; expected (B, {self.d_model})")
+        y, state = self._run(x[:, None], state, "recurrent")
+        return y[:, 0], state
+
+    def _run(self, x: torch.Tensor, state: State | None, mode: str) -> tuple[torch.Tensor, State]:
+        if state is None:
+            state = self.init_state(x.shape[0], x.device)
+        if len(state) != len(self.blocks):
+            raise BenchError(
+                f"{type(self).__name__}: state has {len(state)} layers; expected {len(self.blocks)} (use init_state)"
+            )
+        new_state = []
+        for block, layer_state in zip(self.blocks, state):
+            x, layer_state = block(x, layer_state, mode)
+            new_state.append(layer_state)
+        return x, tuple(new_state)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from architectures.base import Backbone, State
+from architectures.base import BlockStack, State
 from architectures.layers import RMSNorm, ShortConv, SwiGLU
 from architectures.ops.gsa import gsa
 from bench.errors import BenchError
@@ -126,7 +126,7 @@ class GSABlock(nn.Module):
         return x + self.mlp(self.mlp_norm(x)), state
 
 
-class GatedSlotAttention(Backbone):
+class GatedSlotAttention(BlockStack):
     """`n_layers` GSA blocks. Keyword arguments (fla's names in brackets):
 
     n_heads [num_heads]: query heads (head dim = d_model / n_heads); n_kv_heads [num_kv_heads]:
@@ -199,34 +199,6 @@ class GatedSlotAttention(Backbone):
                     module.bias.zero_()
             elif isinstance(module, RMSNorm):
                 module.weight.fill_(1.0)
-
-    def init_state(self, batch_size: int, device: torch.device | str = "cpu") -> State:
-        return tuple(block.attn.init_state(batch_size, device) for block in self.blocks)
-
-    def state_size(self) -> int:
-        return sum(block.attn.state_size() for block in self.blocks)
-
-    def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
-        if x.dim() != 3 or x.shape[-1] != self.d_model:
-            raise BenchError(
-                f"GatedSlotAttention.forward: x has shape {tuple(x.shape)}; expected (B, L, {self.d_model})"
-            )
-        return self._run(x, state, "chunk")
-
-    def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        if x.dim() != 2 or x.shape[-1] != self.d_model:
-            raise BenchError(f"GatedSlotAttention.step: x has shape {tuple(x.shape)}; expected (B, {self.d_model})")
-        y, state = self._run(x[:, None], state, "recurrent")
-        return y[:, 0], state
-
-    def _run(self, x: torch.Tensor, state: State | None, mode: str) -> tuple[torch.Tensor, State]:
-        if state is None:
-            state = self.init_state(x.shape[0], x.device)
-        new_state = []
-        for block, layer_state in zip(self.blocks, state):
-            x, layer_state = block(x, layer_state, mode)
-            new_state.append(layer_state)
-        return x, tuple(new_state)
 
 
 def _check_config(
