@@ -1,0 +1,148 @@
+"""Shards: identical bytes in any process and order, checksums, resume, bad input, task drift."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+import pytest
+
+from bench.cli import main as cli_main
+from bench.data import shards
+from bench.data import split as sp
+from bench.errors import BenchError
+from bench.presets import PRESETS
+
+
+def micro(**data_changes):
+    tiny = PRESETS["tiny"]
+    settings = {"train_tasks": 10, "valid_tasks": 3, "seq_len": 96, "shard_size": 4, "train_ns": (8, 10), **data_changes}
+    return dataclasses.replace(tiny, name="micro", data=dataclasses.replace(tiny.data, **settings))
+
+
+def checksums(root):
+    return {str(p.relative_to(root)): shards.sha256_file(p) for p in sorted(root.rglob("*.npy"))}
+
+
+def mtimes(root):
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    manifests = shards.build(micro(), root, workers=1, progress=False)
+    return root, manifests
+
+
+def _build_part(args):
+    root, part = args
+    shards.build(micro(), root, shard=part, workers=1, progress=False)
+
+
+def test_layout_and_manifests(built):
+    root, manifests = built
+    assert manifests["train"]["n_sequences"] == 10 and len(manifests["train"]["shards"]) == 3
+    assert [e["n_seq"] for e in manifests["train"]["shards"]] == [4, 4, 2]
+    assert manifests["valid"]["n_sequences"] == 3
+    obs = np.load(root / "train" / "shard-00002" / "obs.npy", mmap_mode="r")
+    assert obs.shape == (2, 96) and obs.dtype == np.int16
+    seeds = np.load(root / "train" / "shard-00001" / "seed.npy")
+    assert seeds.tolist() == [sp.train_task_seed(micro(), i) for i in range(4, 8)]
+    assert shards.verify_shards(micro(), root) == []
+
+
+def test_identical_bytes_from_other_processes_and_orders(built, tmp_path):
+    root, _ = built
+    other = tmp_path / "other"
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:  # a fresh process, shards in another order
+        list(pool.map(_build_part, [(other, (1, 2))]))
+        list(pool.map(_build_part, [(other, (0, 2))]))
+    assert checksums(other) == checksums(root)
+    assert json.loads((other / "train" / "manifest.json").read_text()) == json.loads((root / "train" / "manifest.json").read_text())
+
+
+def test_corrupt_byte_is_detected_and_rebuilt_alone(built, tmp_path):
+    root, _ = built
+    copy = tmp_path / "copy"
+    shards.build(micro(), copy, workers=1, progress=False)
+    target = copy / "train" / "shard-00001" / "reward.npy"
+    data = bytearray(target.read_bytes())
+    data[-3] ^= 0x01
+    target.write_bytes(bytes(data))
+    problems = shards.verify_shards(micro(), copy)
+    assert len(problems) == 1
+    assert "train shard 1" in problems[0] and "corrupt file reward.npy" in problems[0]
+    assert "python -m bench data build --preset micro --split train --shard 1/3" in problems[0]
+    before = mtimes(copy)
+    shards.build(micro(), copy, workers=1, progress=False)
+    after = mtimes(copy)
+    assert checksums(copy) == checksums(root)
+    changed = {name for name in after if after[name] != before.get(name)}
+    assert changed and all(name.startswith("train/shard-00001/") or name.endswith("manifest.json") for name in changed)
+
+
+def test_missing_shard_named_with_command(tmp_path, capsys):
+    problems = shards.verify_shards(micro(), tmp_path / "empty")
+    assert len(problems) == 4  # 3 train shards + 1 valid shard
+    assert all("missing" in p and "python -m bench data build --preset micro" in p for p in problems)
+    code = cli_main(["data", "verify", "--preset", "tiny", "--root", str(tmp_path / "none")])
+    err = capsys.readouterr().err
+    assert code == 1 and "--shard 7/8" in err and "FAILED" in err
+
+
+def test_interrupted_build_resumes(monkeypatch, tmp_path):
+    real = shards._write_shard
+    calls = []
+
+    def interrupt_after_first(*args):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(shards, "_write_shard", interrupt_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        shards.build(micro(), tmp_path, workers=1, progress=False)
+    monkeypatch.setattr(shards, "_write_shard", real)
+    finished = mtimes(tmp_path / "train" / "shard-00000")
+    assert "shard.json" in finished and not (tmp_path / "train" / "manifest.json").exists()
+    manifests = shards.build(micro(), tmp_path, workers=1, progress=False)
+    assert manifests["train"] is not None
+    assert mtimes(tmp_path / "train" / "shard-00000") == finished  # not rebuilt
+
+
+@pytest.mark.parametrize("spec", ["3/2", "a/b", "0/0", "1/2/3", "-1/2", "2"])
+def test_bad_shard_specs_raise(spec):
+    with pytest.raises(BenchError, match="k/N"):
+        shards.parse_shard_spec(spec)
+
+
+def test_bad_input_leaves_finished_shards_intact(built, tmp_path, capsys):
+    root, _ = built
+    before = checksums(root)
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(BenchError, match="is a file"):
+        shards.build(micro(), a_file, progress=False)
+    with pytest.raises(BenchError, match="another definition"):
+        shards.build(micro(seq_len=64), root, progress=False)
+    with pytest.raises(BenchError, match="train_ns"):
+        shards.build(micro(train_ns=(2, 4)), root, progress=False)
+    assert cli_main(["data", "build", "--preset", "tiny", "--shard", "0/0", "--root", str(root)]) == 2
+    assert cli_main(["data", "build", "--preset", "huge"]) == 2
+    assert "unknown preset" in capsys.readouterr().err
+    assert checksums(root) == before and shards.verify_shards(micro(), root) == []
+
+
+def test_verify_tasks_names_the_first_drifted_task(built, monkeypatch):
+    root, _ = built
+    assert shards.verify_tasks(micro(), root, progress=False) == 13 + 0  # no committed test.json for "micro"
+    drifted_seed = sp.train_task_seed(micro(), 6)
+    real = sp.sample_task
+    monkeypatch.setattr(sp, "sample_task", lambda ns, na, seed: real(ns, na, seed=seed + (seed == drifted_seed)))
+    with pytest.raises(BenchError, match=f"train task 6 \\(seed {drifted_seed}\\) drifted"):
+        shards.verify_tasks(micro(), root, progress=False)
