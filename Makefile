@@ -20,7 +20,7 @@ $(STAMP):
 	touch $@
 
 run: $(STAMP)
-	$(PY) -m bench demo
+	$(PY) -m bench run --arch gdn
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -1,0 +1,253 @@
+"""`python -m bench run --arch gdn`: build the data if needed, train, evaluate, write the result.
+
+One result file per seed: `<out>/<preset>/<arch>/seed<k>.json` (docs/results-schema.md).
+Checkpoints go to `<run-dir>/<preset>/<arch>/seed<k>/checkpoint.pt`; `--resume` continues there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import math
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from architectures import REGISTRY, count_parameters, resolve
+from bench import distributed, results
+from bench.anymdp.task import Task
+from bench.data import DataInfo
+from bench.data.behavior import N_TAGS, PROMPT_ORACLE, TAG_UNKNOWN
+from bench.data.loader import ShardedSequences, batch_loader
+from bench.data.split import test_tasks
+from bench.errors import BenchError
+from bench.evaluate import interactive_eval, offline_eval
+from bench.leaderboard import write_leaderboard
+from bench.model import ICRLModel, build_model
+from bench.presets import DEFAULT_PRESET, PRESETS, Preset, get_preset
+from bench.train import TrainOptions, TrainResult, available_cores, train
+
+PACKAGES = ("torch", "numpy", "scipy", "tqdm", "gymnasium", "xenoverse", "fla-core", "triton")
+MAX_LOSS_POINTS = 200
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--arch", required=True, help=f"backbone: {', '.join(REGISTRY)} or pkg.module:Class")
+    parser.add_argument("--preset", default=DEFAULT_PRESET, help=f"one of: {', '.join(PRESETS)} (default {DEFAULT_PRESET})")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--seed", type=int, default=None, help="run seed (default 0)")
+    group.add_argument("--seeds", type=int, nargs="+", help="several seeds, one result file each")
+    parser.add_argument("--resume", action="store_true", help="continue from the run's checkpoint if there is one")
+    parser.add_argument("--out", default="results", help="results folder (default results)")
+    parser.add_argument("--run-dir", default="runs", help="checkpoint folder (default runs)")
+    parser.add_argument("--data-root", default=None, help="data folder (default: bench.data's own)")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads for training (default: all available cores)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def main(args: argparse.Namespace) -> int:
+    preset = get_preset(args.preset)
+    seeds = args.seeds if args.seeds is not None else [0 if args.seed is None else args.seed]
+    with distributed.process_group(args.device) as context:  # joins torchrun's group when WORLD_SIZE > 1
+        run(
+            args.arch, preset, seeds, RunOptions(
+                out=Path(args.out), run_dir=Path(args.run_dir), data_root=args.data_root, resume=args.resume,
+                device=context.device, threads=args.threads or context.threads, progress=not args.no_progress,
+            ),
+        )
+        if context.rank == 0:
+            regenerate_leaderboard(args.out)
+    return 0
+
+
+@dataclass
+class RunOptions:
+    """Where and how `run` works (the recipe itself is the preset's)."""
+
+    out: Path = Path("results")
+    """Results folder: files go to out/<preset>/<arch>/seed<k>.json."""
+    run_dir: Path = Path("runs")
+    """Checkpoint folder: run_dir/<preset>/<arch>/seed<k>/checkpoint.pt."""
+    data_root: str | None = None
+    """Data folder passed to ensure_data (None: bench.data's default)."""
+    resume: bool = False
+    """Continue each seed from its checkpoint if there is one."""
+    device: str | None = None
+    """torch device (None: cuda if available, else cpu)."""
+    threads: int | None = None
+    """torch threads for training (None: every available core); rollouts on CPU use one."""
+    progress: bool = True
+    """Progress bars."""
+
+
+def run(arch: str, preset: Preset, seeds: list[int], options: RunOptions) -> list[Path]:
+    """Ensure data, then train, evaluate and write one result per seed; returns the result paths."""
+    cls = resolve(arch)  # unknown names fail here, before any work
+    if preset.name not in getattr(cls, "preset_kwargs", {}):
+        raise BenchError(f"architecture {arch!r} has no settings for preset {preset.name!r}; it has: {', '.join(cls.preset_kwargs) or 'none'}")
+    if not seeds or any(seed < 0 for seed in seeds):
+        raise BenchError(f"seeds must be non-negative integers; got {seeds}")
+    if options.threads is not None and options.threads < 1:
+        raise BenchError(f"threads={options.threads}; accepted: a positive integer")
+    device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    start = time.perf_counter()
+    print(f"[data] preset {preset.name}: ensuring training data", flush=True)
+    distributed.check_batch_divides(preset.recipe.batch_size)
+    info = distributed.ensure_data_all_ranks(preset, options.data_root, options.progress)
+    data_s = time.perf_counter() - start
+    print(f"[data] {info.n_sequences} train / {info.n_valid} valid sequences of {info.seq_len} steps at {info.root} ({data_s:.1f} s)", flush=True)
+    tasks = test_tasks(preset)  # about 3 s for tiny in one process
+    paths = []
+    for seed in seeds:
+        path = run_one(arch, preset, seed, info, tasks, device, options, data_s if seed == seeds[0] else 0.0)
+        print(f"[result] wrote {path}" if distributed.is_main() else f"[result] rank 0 wrote {path}", flush=True)
+        paths.append(path)
+    return paths
+
+
+def run_one(arch: str, preset: Preset, seed: int, info: DataInfo, tasks: list[Task], device: str, options: RunOptions, data_s: float) -> Path:
+    """Train and evaluate one seed; returns the result path."""
+    started = time.perf_counter()
+    model, arch_kwargs = build_model(arch, preset, seed=seed, n_prompts=N_TAGS, n_tags=N_TAGS)
+    recipe = preset.recipe
+    train_set = ShardedSequences(info.root, "train")
+
+    def batches(epoch: int, rank: int, world_size: int):
+        return batch_loader(train_set, recipe.batch_size, seed, epoch, rank, world_size)
+
+    arch_name = results.arch_dirname(arch)
+    run_dir = Path(options.run_dir) / preset.name / arch_name / f"seed{seed}"
+    n_params = count_parameters(model.backbone)
+    print(f"[train] {arch} seed {seed}: {n_params} backbone parameters, {recipe.train_steps} steps of "
+          f"{recipe.batch_size} x {info.seq_len} steps ({model.tokens_per_step} tokens each), device {device}", flush=True)
+    trained = train(
+        model, recipe, batches,
+        TrainOptions(
+            run_dir, seed=seed, resume=options.resume, device=device, progress=options.progress, threads=options.threads
+        ),
+    )
+    print(f"[train] done: loss {trained.final_loss:.4f}, {trained.tokens_per_s:.0f} tokens/s, {trained.wall_s:.1f} s", flush=True)
+
+    t0 = time.perf_counter()
+    valid_set = ShardedSequences(info.root, "valid")
+    valid_batch = max(b for b in range(1, min(32, len(valid_set)) + 1) if len(valid_set) % b == 0)
+    offline = offline_eval(model, batch_loader(valid_set, valid_batch, seed=0), recipe.segment_len, device)
+    offline_s = time.perf_counter() - t0
+    print(f"[offline] action accuracy by position {[round(a, 3) for a in offline['action_acc']]} ({offline_s:.1f} s)", flush=True)
+
+    t0 = time.perf_counter()
+    print(f"[rollout] {len(tasks)} test tasks x {recipe.eval_steps} steps", flush=True)
+    interactive = interactive_eval(distributed.shard_agent(model, preset.data.na), tasks, preset, seed, PROMPT_ORACLE, TAG_UNKNOWN, device)
+    rollout_s = time.perf_counter() - t0
+    print(f"[rollout] {rollout_s:.1f} s", flush=True)
+
+    doc = {
+        "schema_version": results.SCHEMA_VERSION,
+        "kind": results.KIND,
+        "preset": preset.name,
+        "arch": arch_name,
+        "seed": seed,
+        "manifest": manifest(
+            model, arch_kwargs, preset, info, device,
+            {
+                "data": data_s,
+                "train": trained.wall_s,
+                "offline_eval": offline_s,
+                "rollout": rollout_s,
+                "total": data_s + time.perf_counter() - started,
+            },
+            trained,
+            options.threads or available_cores(),
+        ),
+        "training": {
+            "steps": trained.steps,
+            "tokens": trained.tokens,
+            "final_loss": trained.final_loss,
+            "loss_curve": thin(trained.loss_curve, MAX_LOSS_POINTS),
+        },
+        "offline": offline,
+        "interactive": interactive,
+    }
+    distributed.barrier("the end of evaluation")  # no result unless every rank finished
+    return results.write_result(doc, options.out) if distributed.is_main() else results.result_path(options.out, preset.name, arch_name, seed)
+
+
+def thin(curve: list[tuple[int, float]], max_points: int) -> list[list[float]]:
+    """At most about `max_points` evenly spaced entries of a curve, always keeping the last."""
+    stride = max(1, math.ceil(len(curve) / max_points))
+    kept = curve[::stride]
+    if curve and kept[-1] != curve[-1]:
+        kept.append(curve[-1])
+    return [[step, loss] for step, loss in kept]
+
+
+def git_state() -> tuple[str | None, bool | None]:
+    """(commit, dirty) of the checkout holding this file (dirty: tracked files changed), or (None, None) outside git."""
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True).stdout.strip()
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None, None
+    return commit, bool(status.strip())
+
+
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def manifest(
+    model: ICRLModel,
+    arch_kwargs: dict,
+    preset: Preset,
+    info: DataInfo,
+    device: str,
+    wall: dict,
+    trained: TrainResult,
+    threads: int,
+) -> dict:
+    """The `manifest` record of a result file."""
+    commit, dirty = git_state()
+    cls = type(model.backbone)
+    return {
+        "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "command": list(sys.argv),
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "packages": package_versions(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": torch.cuda.get_device_name(torch.device(device)) if torch.device(device).type == "cuda" else "cpu",
+        "torch_threads": threads,
+        "dataset_fingerprint": info.fingerprint,
+        "preset_digest": preset.digest(),
+        "arch_class": f"{cls.__module__}:{cls.__qualname__}",
+        "arch_kwargs": arch_kwargs,
+        "param_count": {"backbone": count_parameters(model.backbone), "total": count_parameters(model)},
+        "state_size": int(model.backbone.state_size()),
+        "wall_time_s": wall,
+        "train_tokens_per_s": trained.tokens_per_s,
+        "peak_memory_bytes": trained.peak_memory_bytes,
+    }
+
+
+def regenerate_leaderboard(out: str) -> None:
+    """Rewrite the leaderboard that sits beside the results folder `out` (`results/` -> `leaderboard.md`)."""
+    path, accepted, refused = write_leaderboard(out, Path(out).resolve().parent / "leaderboard.md")
+    n_accepted = sum(len(docs) for docs in accepted.values())
+    print(f"[leaderboard] regenerated {path}: {n_accepted} result files, {len(refused)} refused", flush=True)
+    for file, reason in refused:
+        print(f"[leaderboard]   refused {file}: {reason}", flush=True)

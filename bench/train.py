@@ -1,0 +1,318 @@
+"""The chunkwise training recipe, identical for every backbone (docs/recipe.md).
+
+Each batch of (B, T) sequences is cut into segments of `segment_len` steps; the loss of a
+segment is backpropagated at once and the backbone state is carried, detached, to the next
+segment; gradients accumulate over the segments and the optimiser steps once per batch.
+AdamW (no decay on norms, biases, embeddings), linear warm-up then cosine decay to 10 %,
+global gradient clipping; bf16 autocast on CUDA, fp32 on CPU.
+
+Seeded end to end: the data order comes from (seed, epoch), observation masking from a
+`torch.Generator` seeded by `seed`, and every piece of state is in the checkpoint, so a resumed
+run ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from architectures.base import detach_state
+from bench import distributed
+from bench.distributed import dist_info
+from bench.errors import BenchError
+from bench.io import atomic_write
+from bench.model import ICRLModel, symlog
+from bench.presets import RecipeSpec
+
+CHECKPOINT_NAME = "checkpoint.pt"
+FINAL_LR_FRACTION = 0.1
+RAMP_FLOOR = 0.01
+"""Loss weight of the first context position under the position ramp ("near 0")."""
+
+BatchSource = Callable[[int, int, int], Iterable[dict[str, torch.Tensor]]]
+"""(epoch, rank, world_size) -> the batches of that epoch, in a fixed order (a function of the seed)."""
+
+
+@dataclass
+class TrainOptions:
+    """How to run the recipe (the recipe itself is `preset.recipe`)."""
+
+    run_dir: Path
+    """Folder of the checkpoint (`checkpoint.pt`), written atomically by rank 0."""
+    seed: int = 0
+    """Seed of observation masking (data order and weights are seeded by their builders)."""
+    resume: bool = False
+    """Continue from `run_dir/checkpoint.pt` if it exists."""
+    device: str = "cpu"
+    """torch device for training."""
+    progress: bool = True
+    """Show a tqdm progress bar (rank 0 only)."""
+    threads: int | None = None
+    """torch intra-op threads (default: every core this process may use)."""
+    on_step: Callable[[int], None] | None = None
+    """Called after each optimiser step with the step count (tests use it to interrupt a run)."""
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    """Optimiser steps taken in the whole run (including before a resume)."""
+    tokens: int
+    """Backbone tokens processed in the whole run."""
+    final_loss: float
+    """Weighted total loss of the last step."""
+    loss_curve: list[tuple[int, float]] = field(default_factory=list)
+    """(step, loss) of every step."""
+    tokens_per_s: float = 0.0
+    """Training throughput over the whole run (tokens / training wall seconds, across resumes)."""
+    wall_s: float = 0.0
+    """Seconds spent in training over the whole run (across resumes; checkpoint writes included)."""
+    peak_memory_bytes: int | None = None
+    """Peak CUDA memory, or None on CPU."""
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
+    """Learning-rate multiplier at optimiser step `step` (0-based): linear warm-up to 1, then
+    cosine decay to FINAL_LR_FRACTION at `total_steps`."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return FINAL_LR_FRACTION + (1 - FINAL_LR_FRACTION) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups: decay on matrices of linear/conv layers; none on norms, biases, embeddings."""
+    embedding_ids = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    decay, no_decay = [], []
+    for param in model.parameters():
+        if not param.requires_grad:
+            continue
+        (decay if param.dim() >= 2 and id(param) not in embedding_ids else no_decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def position_weights(length: int, ramp_steps: int) -> torch.Tensor:
+    """(length,) loss weight per context position: linear from RAMP_FLOOR to 1 over `ramp_steps`."""
+    positions = torch.arange(length, dtype=torch.float32)
+    if ramp_steps <= 0:
+        return torch.ones(length)
+    return (RAMP_FLOOR + (1 - RAMP_FLOOR) * positions / ramp_steps).clamp(max=1.0)
+
+
+def prepare_batch(
+    batch: dict[str, torch.Tensor], mask_id: int, mask_prob: float, generator: torch.Generator, shard: tuple[int, int] = (0, 1)
+) -> dict[str, torch.Tensor]:
+    """Whole-sequence inputs and targets, computed before cutting into segments:
+    prev_reward, first (episode start), the (masked) obs inputs, the next-obs target and its
+    validity (not across an episode end or past the sequence). `shard` = (rank, world_size):
+    the mask of the whole global batch is drawn and this rank's rows kept (same masks at any world size)."""
+    obs, reward, done = batch["obs"].long(), batch["reward"].float(), batch["done"].bool()
+    n, length = obs.shape
+    prev_reward = torch.zeros_like(reward)
+    prev_reward[:, 1:] = reward[:, :-1]
+    first = torch.ones_like(done)
+    first[:, 1:] = done[:, :-1]
+    next_obs = torch.zeros_like(obs)
+    next_obs[:, :-1] = obs[:, 1:]
+    next_valid = ~done
+    next_valid[:, -1] = False
+    masked = torch.rand(n * shard[1], length, generator=generator)[shard[0] * n : (shard[0] + 1) * n] < mask_prob
+    return {
+        "obs": torch.where(masked, torch.full_like(obs, mask_id), obs),
+        "prompt": batch["prompt"].long(),
+        "tag": batch["tag"].long(),
+        "action": batch["action"].long(),
+        "label": batch["label"].long(),
+        "reward": reward,
+        "prev_reward": prev_reward,
+        "first": first,
+        "next_obs": next_obs,
+        "next_valid": next_valid,
+    }
+
+
+def segment_losses(
+    outputs: dict[str, torch.Tensor], segment: dict[str, torch.Tensor], weights: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """Weighted loss sums (not means) of one segment: policy CE vs label, next-obs CE, reward MSE
+    (on the symlog scale)."""
+    policy = F.cross_entropy(outputs["policy_logits"].float().flatten(0, 1), segment["label"].flatten(), reduction="none")
+    obs = F.cross_entropy(outputs["obs_logits"].float().flatten(0, 1), segment["next_obs"].flatten(), reduction="none")
+    reward = (outputs["reward_pred"].float() - symlog(segment["reward"])).square().flatten()
+    w = weights.flatten()
+    w_obs = w * segment["next_valid"].flatten()
+    return {"policy": (policy * w).sum(), "obs": (obs * w_obs).sum(), "reward": (reward * w).sum()}
+
+
+def _segments(prepared: dict[str, torch.Tensor], segment_len: int) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
+    length = prepared["obs"].shape[1]
+    for start in range(0, length, segment_len):
+        yield start, {k: v[:, start : start + segment_len] for k, v in prepared.items()}
+
+
+def train_step(
+    model: nn.Module,
+    core: ICRLModel,
+    batch: dict[str, torch.Tensor],
+    recipe: RecipeSpec,
+    generator: torch.Generator,
+    device: torch.device,
+) -> float:
+    """Forward/backward over every segment of one batch (gradients accumulate); returns the loss.
+    `model` may be a DistributedDataParallel wrapper of `core`."""
+    prepared = {k: v.to(device) for k, v in prepare_batch(batch, core.mask_id, recipe.obs_mask_prob, generator, dist_info()).items()}
+    n, length = prepared["obs"].shape
+    weights = position_weights(length, recipe.position_ramp_steps).to(device).expand(n, length)
+    totals = distributed.ddp_denominators(
+        {"policy": weights.sum(), "obs": (weights * prepared["next_valid"]).sum(), "reward": weights.sum()}
+    )
+    totals["obs"] = totals["obs"].clamp(min=1.0)
+    loss_weights = dict(zip(("policy", "obs", "reward"), recipe.loss_weights))
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+    state = None
+    total = 0.0
+    starts = list(range(0, length, recipe.segment_len))
+    for start, segment in _segments(prepared, recipe.segment_len):
+        last = start == starts[-1]
+        sync = contextlib.nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync()
+        with sync:
+            with autocast:
+                outputs, state = model(segment, state)
+            sums = segment_losses(outputs, segment, weights[:, start : start + recipe.segment_len])
+            loss = sum(loss_weights[k] * sums[k] / totals[k] for k in sums)
+            loss.backward()
+        state = detach_state(state)
+        total += float(loss.detach())
+    return distributed.mean_across_ranks(total, device)
+
+
+def save_checkpoint(path: Path, payload: dict) -> None:
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    atomic_write(path, buffer.getvalue())
+
+
+def train(model: ICRLModel, recipe: RecipeSpec, batches: BatchSource, options: TrainOptions) -> TrainResult:
+    """Run the recipe on `model` (in place) for `recipe.train_steps` optimiser steps."""
+    rank, world_size = dist_info()
+    if recipe.batch_size % world_size:
+        raise BenchError(f"batch_size={recipe.batch_size} must be divisible by world_size={world_size}")
+    device = torch.device(options.device)
+    torch.set_num_threads(options.threads or available_cores())
+    model.to(device)
+    wrapped: nn.Module = model
+    if world_size > 1:
+        wrapped = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+    optimizer = torch.optim.AdamW(parameter_groups(model, recipe.weight_decay), lr=recipe.lr, betas=(0.9, 0.95))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, recipe.warmup_steps, recipe.train_steps)
+    )
+    generator = torch.Generator().manual_seed(options.seed)
+    mask_rng_after_step = generator.get_state()  # what a checkpoint stores, even mid-step
+    checkpoint = Path(options.run_dir) / CHECKPOINT_NAME
+    step, epoch, position, tokens, wall_before = 0, 0, 0, 0, 0.0
+    loss_curve: list[tuple[int, float]] = []
+    if options.resume and checkpoint.exists():
+        saved = torch.load(checkpoint, map_location=device, weights_only=False)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        generator.set_state(saved["mask_generator"])
+        mask_rng_after_step = generator.get_state()
+        step, epoch, position, tokens = saved["step"], saved["epoch"], saved["position"], saved["tokens"]
+        wall_before = saved["wall_s"]
+        loss_curve = [tuple(p) for p in saved["loss_curve"]]
+
+    def write_checkpoint() -> None:
+        if rank != 0:
+            return
+        save_checkpoint(
+            checkpoint,
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "mask_generator": mask_rng_after_step,
+                "step": step,
+                "epoch": epoch,
+                "position": position,
+                "tokens": tokens,
+                "loss_curve": loss_curve,
+                "wall_s": wall_before + time.perf_counter() - started,
+            },
+        )
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=recipe.train_steps, initial=step, disable=not options.progress or rank != 0, unit="step", dynamic_ncols=True)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    started, start_tokens = time.perf_counter(), tokens
+    model.train()
+    try:
+        while step < recipe.train_steps:
+            seen = 0
+            for batch in batches(epoch, rank, world_size):
+                seen += 1
+                if seen <= position:  # resuming inside an epoch: skip what was already used
+                    continue
+                if step >= recipe.train_steps:
+                    break
+                loss = train_step(wrapped, model, batch, recipe, generator, device)
+                if not math.isfinite(loss):
+                    optimizer.zero_grad(set_to_none=True)
+                    kept = f"last good checkpoint: {checkpoint}" if checkpoint.exists() else "no checkpoint was written yet"
+                    raise BenchError(f"training loss is {loss} at step {step + 1}; stopped ({kept})")
+                torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                mask_rng_after_step = generator.get_state()
+                step += 1
+                position += 1
+                batch_tokens = batch["obs"].numel() * model.tokens_per_step * world_size
+                tokens += batch_tokens
+                loss_curve.append((step, loss))
+                elapsed = time.perf_counter() - started
+                bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{(tokens - start_tokens) / max(elapsed, 1e-9):.0f}")
+                bar.update(1)
+                if step % recipe.checkpoint_every == 0 or step == recipe.train_steps:
+                    write_checkpoint()
+                if options.on_step is not None:
+                    options.on_step(step)
+            else:
+                if seen == 0:
+                    raise BenchError(f"the batch source yielded no batch in epoch {epoch}; is the dataset empty?")
+                epoch, position = epoch + 1, 0
+    except KeyboardInterrupt:
+        write_checkpoint()
+        bar.close()
+        raise
+    bar.close()
+    wall = wall_before + time.perf_counter() - started
+    return TrainResult(
+        steps=step,
+        tokens=tokens,
+        final_loss=loss_curve[-1][1] if loss_curve else float("nan"),
+        loss_curve=loss_curve,
+        tokens_per_s=tokens / wall if wall > 0 else 0.0,
+        wall_s=wall,
+        peak_memory_bytes=int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None,
+    )

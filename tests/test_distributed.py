@@ -1,0 +1,278 @@
+"""Several processes, one run: 2 gloo ranks on 127.0.0.1 give the weights and the result of one
+process, errors reach every rank, only rank 0 writes, and shards built apart are byte-identical."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import multiprocessing
+import os
+import shutil
+import socket
+import traceback
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import pytest
+import torch
+
+from architectures.gdn import GatedDeltaNet
+from bench import distributed, results
+from bench import train as T
+from bench.data import shards
+from bench.errors import BenchError
+from bench.model import ICRLModel
+from bench.presets import PRESETS, DataSpec, get_preset
+from bench.run import RunOptions, run
+
+TINY = get_preset("tiny")
+TRAIN_MICRO = dataclasses.replace(
+    TINY,
+    d_model=16,
+    recipe=dataclasses.replace(TINY.recipe, segment_len=8, batch_size=4, train_steps=4, lr=3e-3, warmup_steps=2,
+                               position_ramp_steps=8, checkpoint_every=2),
+)
+# As tests/test_run.py: the name "tiny" keeps the backbones' settings; data and training shrink.
+RUN_MICRO = dataclasses.replace(
+    TINY,
+    data=DataSpec(train_tasks=8, train_ns=(8, 8), seq_len=64, shard_size=4, test_ns=(1, 8), test_tasks_per_ns=3, valid_tasks=4),
+    recipe=dataclasses.replace(TINY.recipe, segment_len=32, batch_size=4, train_steps=3, warmup_steps=1, checkpoint_every=2,
+                               eval_steps=300, temperature=(1.0, 0.1, 300)),
+)
+
+
+# ---- launching ranks ------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rank_main(rank: int, world_size: int, port: int, out: Path, fn, args) -> None:
+    """One rank: torchrun's environment, the process group, `fn(*args)`; the outcome to out/rank<r>.pt."""
+    os.environ.update(
+        RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_WORLD_SIZE=str(world_size),
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), BENCH_DIST_TIMEOUT_S="60",
+    )
+    torch.set_num_threads(1)
+    try:
+        with distributed.process_group("cpu"):
+            outcome = {"value": fn(*args)}
+    except BenchError as err:
+        outcome = {"error": str(err)}
+    except Exception:  # anything else is a test failure: report it whole
+        outcome = {"crash": traceback.format_exc()}
+    torch.save(outcome, out / f"rank{rank}.pt")
+
+
+def launch(tmp_path: Path, world_size: int, fn, *args) -> list[dict]:
+    """Run `fn(*args)` on `world_size` spawned gloo ranks; each rank's {"value"|"error"|"crash"|"exit"}."""
+    out = tmp_path / "outcomes"
+    out.mkdir(exist_ok=True)
+    context = multiprocessing.get_context("spawn")
+    port = free_port()
+    procs = [context.Process(target=_rank_main, args=(r, world_size, port, out, fn, args)) for r in range(world_size)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+    outcomes = []
+    for r, p in enumerate(procs):
+        if p.is_alive():
+            p.kill()
+        path = out / f"rank{r}.pt"
+        outcomes.append(torch.load(path, weights_only=False) if path.exists() else {"exit": p.exitcode})
+    for o in outcomes:
+        assert "crash" not in o, o["crash"]
+    return outcomes
+
+
+# ---- training: 2 ranks = 1 process with the same global batch ------------------------------------
+
+
+def micro_model() -> ICRLModel:
+    return ICRLModel(GatedDeltaNet(16, n_layers=1, n_heads=2, mlp_hidden=16, seed=0), TRAIN_MICRO, seed=1)
+
+
+def global_batch(seed: int) -> dict[str, torch.Tensor]:
+    """4 x 24 steps; episode lengths differ per row, so the ranks' next-observation totals differ."""
+    g = torch.Generator().manual_seed(seed)
+    obs = torch.randint(0, 8, (4, 24), generator=g)
+    done = torch.zeros(4, 24, dtype=torch.bool)
+    for row, every in enumerate((3, 4, 11, 23)):
+        done[row, every - 1 :: every] = True
+    return {
+        "obs": obs, "prompt": torch.zeros(4, 24, dtype=torch.long), "tag": torch.ones(4, 24, dtype=torch.long),
+        "action": torch.randint(0, 5, (4, 24), generator=g), "label": obs % 5, "reward": (obs % 5 == 0).float(),
+        "done": done, "ns": torch.full((4,), 8),
+    }
+
+
+def batches(epoch: int, rank: int, world_size: int):
+    local = 4 // world_size
+    return [{k: v[rank * local : (rank + 1) * local] for k, v in global_batch(10 * epoch + i).items()} for i in range(3)]
+
+
+def train_micro(run_dir: Path) -> dict:
+    model = micro_model()
+    result = T.train(model, TRAIN_MICRO.recipe, batches, T.TrainOptions(run_dir=run_dir, progress=False, threads=1))
+    return {"weights": {k: v.clone() for k, v in model.state_dict().items()}, "losses": [l for _, l in result.loss_curve], "tokens": result.tokens}
+
+
+def test_ddp_denominators_and_mask_rows_match_the_global_batch():
+    assert distributed.ddp_denominators({"a": torch.tensor(6.0)}) == {"a": torch.tensor(6.0)}  # one process: unchanged
+    g = torch.Generator().manual_seed(3)
+    batch = global_batch(0)
+    whole = T.prepare_batch(batch, 99, 0.5, g.manual_seed(3))["obs"]
+    halves = [T.prepare_batch({k: v[2 * r : 2 * r + 2] for k, v in batch.items()}, 99, 0.5, g.manual_seed(3), (r, 2))["obs"] for r in range(2)]
+    assert torch.equal(torch.cat(halves), whole) and (whole == 99).any()
+
+
+# ---- the whole run: same result, one writer, errors on every rank ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    shards.build(RUN_MICRO, root, workers=1, progress=False)
+    return root
+
+
+def run_options(tmp_path: Path, data_root: Path) -> RunOptions:
+    return RunOptions(out=tmp_path / "results", run_dir=tmp_path / "runs", data_root=str(data_root), progress=False, threads=1)
+
+
+def run_micro(preset, options: RunOptions, per_rank_roots: list[str] | None = None) -> str:
+    if per_rank_roots is not None:  # node-local data: each rank looks in its own folder
+        options = dataclasses.replace(options, data_root=per_rank_roots[distributed.dist_info()[0]])
+    (path,) = run("gdn", preset, [0], options)
+    return str(path)
+
+
+def train_and_run(train_dir: Path, preset, options: RunOptions) -> dict:
+    """Both checks of one launch (each launch costs seconds of process start): the recipe, then the run."""
+    return {"train": train_micro(train_dir), "result": run_micro(preset, options)}
+
+
+def test_two_ranks_train_and_evaluate_like_one_process_and_rank_0_writes_once(built, tmp_path):
+    halves = [batches(0, r, 2)[0] for r in range(2)]
+    valid = [int((~h["done"][:, :-1]).sum()) for h in halves]
+    assert valid[0] != valid[1]  # per-rank loss means would weight the halves unequally
+    single_train = train_micro(tmp_path / "single-train")
+    (single_path,) = run("gdn", RUN_MICRO, [0], run_options(tmp_path / "single", built))
+    ranks = launch(tmp_path, 2, train_and_run, tmp_path / "ddp-train", RUN_MICRO, run_options(tmp_path / "ddp", built))
+
+    # the recipe: after 4 AdamW steps, the weights of one process on the global batch
+    for outcome in ranks:
+        trained = outcome["value"]["train"]
+        assert trained["tokens"] == single_train["tokens"]
+        assert trained["losses"] == pytest.approx(single_train["losses"], rel=1e-6)
+        for name, weight in single_train["weights"].items():
+            torch.testing.assert_close(trained["weights"][name], weight, rtol=1e-6, atol=1e-7)
+    assert torch.load(tmp_path / "ddp-train" / T.CHECKPOINT_NAME, weights_only=False)["step"] == 4
+
+    # the run: one result file, by rank 0, equal to the one-process result
+    assert [o["value"]["result"] for o in ranks] == [str(tmp_path / "ddp" / "results" / "tiny" / "gdn" / "seed0.json")] * 2
+    assert sorted(p.name for p in (tmp_path / "ddp" / "results").rglob("*") if p.is_file()) == ["seed0.json"]
+    single, _ = results.load_result(single_path)
+    doc, reasons = results.load_result(ranks[0]["value"]["result"])
+    assert reasons == []
+    assert doc["interactive"] == single["interactive"]  # the model's half of the tasks per rank, gathered each step
+    assert [l for _, l in doc["training"]["loss_curve"]] == pytest.approx([l for _, l in single["training"]["loss_curve"]], rel=1e-5)
+    assert doc["offline"]["overall"] == pytest.approx(single["offline"]["overall"], rel=1e-4)
+    a = torch.load(tmp_path / "single" / "runs" / "tiny" / "gdn" / "seed0" / T.CHECKPOINT_NAME, weights_only=False)["model"]
+    b = torch.load(tmp_path / "ddp" / "runs" / "tiny" / "gdn" / "seed0" / T.CHECKPOINT_NAME, weights_only=False)["model"]
+    for name in a:  # AdamW divides by sqrt(v): a gradient near 0 that differs in its last bits moves a weight by ~1e-6
+        torch.testing.assert_close(b[name], a[name], rtol=1e-5, atol=1e-5)
+
+
+def failures(out: Path, built: Path, tmp_path: Path) -> dict:
+    """On every rank: a batch the world does not divide, a shard missing on rank 1 only, then rank 1 dies."""
+    rank = distributed.dist_info()[0]
+    seen = {}
+    odd = dataclasses.replace(RUN_MICRO, recipe=dataclasses.replace(RUN_MICRO.recipe, batch_size=3))
+    roots = [str(tmp_path / "node0"), str(tmp_path / "node1")]
+    for name, call in (
+        ("odd_batch", lambda: run_micro(odd, run_options(tmp_path, built))),
+        ("missing_shard", lambda: run_micro(RUN_MICRO, run_options(tmp_path, built), roots)),
+    ):
+        try:
+            seen[name] = call()
+        except BenchError as err:
+            seen[name] = str(err)
+    if rank == 1:
+        torch.save({"value": seen}, out / "rank1.pt")
+        os._exit(3)
+    try:
+        distributed.collective("the end of evaluation", lambda: None)
+    except BenchError as err:
+        seen["dead_rank"] = str(err)
+    return seen
+
+
+def test_bad_batch_missing_shard_and_dead_rank_are_one_line_errors_on_every_rank(built, tmp_path):
+    for node in ("node0", "node1"):
+        shutil.copytree(built, tmp_path / node)
+    shutil.rmtree(tmp_path / "node1" / "train" / "shard-00001")
+    ranks = [o["value"] for o in launch(tmp_path, 2, failures, tmp_path / "outcomes", built, tmp_path)]
+    for seen in ranks:
+        assert "batch_size=3 is not divisible by world_size=2" in seen["odd_batch"] and "[1, 3]" in seen["odd_batch"]
+        error = seen["missing_shard"]
+        assert "the data check failed on 1 of 2 ranks: rank 1: train shard 1 is missing" in error
+        assert "--shard 1/2" in error and "\n" not in error
+    assert ranks[0]["dead_rank"].startswith("rank 0: lost contact with another rank during the end of evaluation")
+    assert "\n" not in ranks[0]["dead_rank"]
+    assert not (tmp_path / "results").exists() and not (tmp_path / "runs").exists()
+
+
+def test_task_slices_cover_every_task_once():
+    for n in (1, 5, 6, 7):
+        blocks = [distributed.task_slice(n, r, 3) for r in range(3)]
+        assert [i for b in blocks for i in range(n)[b]] == list(range(n))
+    assert distributed.shard_agent("agent", 5) == "agent"  # one process: the agent itself
+    assert distributed.dist_info() == (0, 1)
+
+
+def test_bad_torchrun_environment_is_named(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    with pytest.raises(BenchError, match="WORLD_SIZE='two'"):
+        distributed.setup("cpu")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.delenv("RANK", raising=False)
+    with pytest.raises(BenchError, match="RANK is not set; launch with torchrun"):
+        distributed.setup("cpu")
+
+
+# ---- data built by two workers at once ------------------------------------------------------------
+
+
+def _build_part(args) -> None:
+    preset, root, part = args
+    shards.build(preset, root, shard=part, workers=1, progress=False)
+
+
+def test_two_concurrent_shard_workers_build_the_same_bytes(built, tmp_path):
+    """`bench data build --shard 0/2` and `--shard 1/2` running at the same time, as two machines would."""
+    with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        list(pool.map(_build_part, [(RUN_MICRO, tmp_path, (k, 2)) for k in range(2)]))
+    files = sorted(str(p.relative_to(built)) for p in built.rglob("*") if p.is_file())
+    assert files == sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert all(shards.sha256_file(built / f) == shards.sha256_file(tmp_path / f) for f in files)
+    assert json.loads((tmp_path / "train" / "manifest.json").read_text())["n_sequences"] == 8
+
+
+# ---- the recipe benchmark behind docs/gpu.md ------------------------------------------------------
+
+
+def test_perf_train_prints_a_row_per_backbone_and_rejects_bad_sizes(capsys):
+    from bench.cli import main as cli_main
+
+    assert cli_main(["perf", "train", "--preset", "tiny", "--arch", "lstm", "--steps", "1", "--segment", "8", "--seq-len", "16", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "batch 1 x 16 steps, segments of 8" in out and f"s/iteration at tiny ({PRESETS['tiny'].recipe.batch_size // 8} x {PRESETS['tiny'].data.seq_len})" in out  # per GPU of 8
+    row = next(line for line in out.splitlines() if line.startswith("lstm "))
+    assert float(row.split()[1]) == pytest.approx(0.41, abs=0.01)  # parameters (M) of the tiny model
+    assert cli_main(["perf", "train", "--preset", "tiny", "--steps", "0"]) == 2
+    assert "--steps=0; accepted: a positive integer" in capsys.readouterr().err

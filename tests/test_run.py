@@ -1,0 +1,118 @@
+"""`python -m bench run` end to end at a micro size, and the result-file schema."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+
+import pytest
+
+from bench import cli, results
+from bench.errors import BenchError
+from bench.presets import DataSpec, get_preset
+from bench.run import RunOptions, run, thin
+
+TINY = get_preset("tiny")
+# Keeps the name "tiny" (backbones have settings per preset name); only the data and the
+# amount of training shrink. Data, checkpoints and results all live in tmp folders.
+MICRO = dataclasses.replace(
+    TINY,
+    data=DataSpec(train_tasks=8, train_ns=(8, 8), seq_len=64, shard_size=4, test_ns=(1, 8), test_tasks_per_ns=3, valid_tasks=4),
+    recipe=dataclasses.replace(
+        TINY.recipe, segment_len=32, batch_size=4, train_steps=3, warmup_steps=1, checkpoint_every=2, eval_steps=400,
+        temperature=(1.0, 0.1, 400),
+    ),
+)
+
+
+def options(tmp_path, **kw) -> RunOptions:
+    return RunOptions(
+        out=tmp_path / "results", run_dir=tmp_path / "runs", data_root=str(tmp_path / "data"), progress=False,
+        threads=1, **kw
+    )
+
+
+def test_micro_pipeline_writes_a_valid_result_and_resume_reproduces_it(tmp_path):
+    (path,) = run("gdn", MICRO, [0], options(tmp_path))
+    assert path == tmp_path / "results" / "tiny" / "gdn" / "seed0.json"
+    doc, reasons = results.load_result(path)
+    assert reasons == []
+    manifest = doc["manifest"]
+    assert manifest["arch_class"] == "architectures.gdn:GatedDeltaNet"
+    assert manifest["preset_digest"] == MICRO.digest() != TINY.digest()
+    assert manifest["param_count"]["total"] > manifest["param_count"]["backbone"] > 0
+    assert doc["training"]["steps"] == 3 and doc["training"]["tokens"] == 3 * 4 * 64 * 2
+    assert doc["offline"]["bin_edges"] == [0, 16, 32, 64] and doc["offline"]["n_sequences"] == 4
+    agents = doc["interactive"]["agents"]
+    assert set(agents["model"]["groups"]) == {"ns=1", "ns=8"}
+    assert agents["oracle"]["overall"]["asymptotic_last10"] > agents["random"]["overall"]["asymptotic_last10"]
+    # the run is finished: --resume loads the final checkpoint and evaluates the same weights
+    resumed = dataclasses.replace(options(tmp_path), resume=True, out=tmp_path / "results-resumed")
+    (again,) = run("gdn", MICRO, [0], resumed)
+    redo, _ = results.load_result(again)
+    assert redo["interactive"] == doc["interactive"] and redo["offline"] == doc["offline"]
+
+
+@pytest.mark.parametrize("arch", ["rwkv7", "gsa", "mamba2", "transformer", "lstm"])
+def test_every_backbone_runs_the_micro_pipeline(arch, tmp_path_factory):
+    """The whole recipe (training with carried state, stepping rollouts) works for each backbone;
+    the data folder is shared between the cases (built once)."""
+    data = tmp_path_factory.getbasetemp() / "micro-data"
+    tmp = tmp_path_factory.mktemp(arch)
+    (path,) = run(arch, MICRO, [0], dataclasses.replace(options(tmp), data_root=str(data)))
+    doc, reasons = results.load_result(path)
+    assert reasons == [] and doc["manifest"]["arch_class"].startswith(f"architectures.{arch}:")
+    assert doc["training"]["steps"] == 3 and doc["manifest"]["state_size"] > 0
+
+
+def test_cli_rejects_unknown_arch_preset_and_seed(capsys, tmp_path):
+    assert cli.main(["run", "--arch", "nope", "--out", str(tmp_path)]) == 2
+    assert "registered: " in capsys.readouterr().err
+    assert cli.main(["run", "--arch", "gdn", "--preset", "huge"]) == 2
+    assert "choose from: tiny" in capsys.readouterr().err
+    with pytest.raises(BenchError, match="seeds"):
+        run("gdn", MICRO, [-1], options(tmp_path))
+
+
+def test_thin_keeps_last_point():
+    curve = [(i, float(i)) for i in range(1, 11)]
+    assert thin(curve, 4) == [[1, 1.0], [4, 4.0], [7, 7.0], [10, 10.0]]
+    assert thin(curve, 100) == [[i, float(i)] for i in range(1, 11)]
+
+
+def test_check_result_reasons():
+    doc = results.example_result()
+    assert results.check_result(doc) == []
+    bad = copy.deepcopy(doc)
+    del bad["manifest"]["preset_digest"]
+    bad["seed"] = "0"
+    bad["interactive"]["agents"]["model"]["overall"]["curve"]["lo"].append(0.0)
+    bad["offline"]["action_acc"] = [0.5]
+    reasons = results.check_result(bad)
+    assert "result.manifest.preset_digest: missing" in reasons
+    assert "result.seed: expected an integer, got str" in reasons
+    assert any("curve: t/mean/lo/hi differ in length" in r for r in reasons)
+    assert any("offline.action_acc: 1 values for 2 bins" in r for r in reasons)
+    assert results.check_result({**doc, "schema_version": 99})[0].startswith("result.schema_version: 99")
+    assert results.check_result([1]) == ["result: expected a JSON object, got list"]
+
+
+def test_write_and_load_result(tmp_path):
+    path = results.write_result(results.example_result(arch="gsa", seed=3), tmp_path)
+    assert path == tmp_path / "tiny" / "gsa" / "seed3.json"
+    assert results.iter_results(tmp_path) == [path]
+    doc, reasons = results.load_result(path)
+    assert reasons == [] and doc["seed"] == 3
+    bad = results.example_result()
+    bad["training"]["final_loss"] = float("nan")
+    with pytest.raises(BenchError, match="final_loss: not finite"):
+        results.write_result(bad, tmp_path)
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"a": NaN}')
+    assert results.load_result(broken)[0] is None and "not valid JSON" in results.load_result(broken)[1][0]
+    assert "cannot read" in results.load_result(tmp_path / "missing.json")[1][0]
+    with pytest.raises(BenchError, match="cannot name a result folder"):
+        results.result_path(tmp_path, "tiny", "pkg.mod:Cls", 0)
+    assert results.arch_dirname("pkg.mod:Cls") == "pkg.mod-Cls"
+    assert json.loads(path.read_text())["kind"] == results.KIND
