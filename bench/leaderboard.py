@@ -1,0 +1,285 @@
+"""`python -m bench leaderboard`: regenerate `leaderboard.md` from `results/**/seed*.json`.
+
+Deterministic: the same result files give the same bytes (fixed bootstrap seed, sorted inputs,
+no timestamps). Every file goes through `bench.validate`; refused files are listed with the
+reason. Intervals are 95 % percentile intervals of a two-level bootstrap: seeds are resampled,
+then the (shared) test tasks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench import metrics
+from bench.io import atomic_write
+from bench.presets import DEFAULT_PRESET, PRESETS
+from bench.results import iter_results
+from bench.errors import BenchError
+from bench.validate import agent_episodes, validate_file
+
+BOOTSTRAP_SEED = 0
+BOOTSTRAP_SAMPLES = 1000
+BASELINES = ("oracle", "random", "tql_ucb")
+BASELINE_LABELS = {"oracle": "oracle (finite-horizon optimum)", "random": "uniform random", "tql_ucb": "TQL-UCB"}
+PLOTS = ("d_curves", "action_loss", "asymptotic_vs_few_shot")
+
+
+@dataclass(frozen=True)
+class Score:
+    mean: float
+    lo: float
+    hi: float
+
+    def cell(self) -> str:
+        if np.isnan(self.mean):
+            return "—"
+        return f"{self.mean:.3f} [{self.lo:.3f}, {self.hi:.3f}]"
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    asymptotic: Score
+    few_shot: Score
+    steps_to_80: str
+    params: str = "—"
+    state_size: str = "—"
+    action_ce_long: str = "—"
+    tokens_per_s: str = "—"
+    peak_memory: str = "—"
+    seeds: int = 0
+
+
+def agent_task_arrays(doc: dict, agent: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Curve window starts (W,), per-task mean score per curve window (N, W), and per-task few-shot
+    score (N,) of one agent in one result: the quantities its summaries average over tasks."""
+    ep, tasks = agent_episodes(doc, agent)
+    scores = metrics.episode_scores(ep, tasks["j_rand"], tasks["j_opt"])
+    edges = metrics.curve_edges(ep.steps)
+    k = PRESETS[doc["preset"]].recipe.few_shot_episodes
+    return edges[:-1], metrics.task_means(ep, scores, edges), metrics.task_few_shot(ep, scores, k)
+
+
+def _nanmean_rows(weights: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Weighted NaN-ignoring means over the first axis of `values`: (S, N) @ (N, ...) -> (S, ...)."""
+    valid = ~np.isnan(values)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (weights @ np.where(valid, values, 0.0)) / (weights @ valid)
+
+
+def _seed_task_bootstrap(docs: list[dict], agent: str, rng: np.random.Generator) -> tuple[Score, Score]:
+    """Asymptotic (max of the smoothed mean curve) and few-shot scores: the mean over seeds, and a
+    bootstrap interval resampling seeds, then tasks (the same test tasks in every seed)."""
+    arrays = [agent_task_arrays(doc, agent) for doc in docs]
+    n_tasks = arrays[0][1].shape[0]
+    if any(windows.shape[0] != n_tasks for _, windows, _ in arrays):
+        raise BenchError(f"results of {docs[0]['arch']!r} score different numbers of test tasks")
+    weights = metrics.bootstrap_weights(n_tasks, BOOTSTRAP_SAMPLES, int(rng.integers(2**31)))
+    seed_draws = rng.integers(0, len(docs), size=(BOOTSTRAP_SAMPLES, len(docs)))
+
+    def asymptotic(means: np.ndarray) -> np.ndarray:
+        return np.array([np.nanmax(metrics.smooth(row, metrics.SMOOTHING_POINTS)) for row in means])
+
+    ones = np.ones((1, n_tasks))
+    point_asym = np.array([asymptotic(_nanmean_rows(ones, windows))[0] for _, windows, _ in arrays])
+    draws_asym = np.stack([asymptotic(_nanmean_rows(weights, windows)) for _, windows, _ in arrays], axis=1)
+    point_few = np.array([_nanmean_rows(ones, few)[0] for _, _, few in arrays])
+    draws_few = np.stack([_nanmean_rows(weights, few) for _, _, few in arrays], axis=1)
+    rows = np.arange(BOOTSTRAP_SAMPLES)[:, None]
+    asym_samples = draws_asym[rows, seed_draws].mean(1)
+    few_samples = np.nanmean(draws_few[rows, seed_draws], axis=1)
+    return _score(point_asym, asym_samples), _score(point_few, few_samples)
+
+
+def _score(per_seed: np.ndarray, samples: np.ndarray) -> Score:
+    if np.all(np.isnan(per_seed)):
+        return Score(float("nan"), float("nan"), float("nan"))
+    lo, hi = np.nanpercentile(samples, [2.5, 97.5])
+    return Score(float(np.nanmean(per_seed)), float(lo), float(hi))
+
+
+def _steps_to_80(docs: list[dict], agent: str) -> str:
+    reached = [doc["interactive"]["agents"][agent]["overall"]["steps_to_80"] for doc in docs]
+    hits = [s for s in reached if s is not None]
+    if not hits:
+        return "never"
+    cell = f"{np.mean(hits):.0f}"
+    return cell if len(hits) == len(reached) else f"{cell} ({len(hits)}/{len(reached)} seeds)"
+
+
+def _long_context_ce(docs: list[dict]) -> str:
+    edges = docs[0]["offline"]["bin_edges"]
+    values = [doc["offline"]["action_ce"][-1] for doc in docs]
+    return f"{np.mean(values):.3f} (t ∈ [{edges[-2]}, {edges[-1]}))"
+
+
+def _peak_memory(docs: list[dict]) -> str:
+    values = [doc["manifest"]["peak_memory_bytes"] for doc in docs]
+    if any(v is None for v in values):
+        return "— (CPU)"
+    return f"{max(values) / 2**20:.0f} MiB"
+
+
+def arch_row(name: str, docs: list[dict], rng: np.random.Generator) -> Row:
+    asym, few = _seed_task_bootstrap(docs, "model", rng)
+    manifest = docs[0]["manifest"]
+    return Row(
+        name=name,
+        asymptotic=asym,
+        few_shot=few,
+        steps_to_80=_steps_to_80(docs, "model"),
+        params=f"{manifest['param_count']['backbone'] / 1e3:.0f}K",
+        state_size=f"{manifest['state_size']:,}",
+        action_ce_long=_long_context_ce(docs),
+        tokens_per_s=f"{np.mean([d['manifest']['train_tokens_per_s'] for d in docs]):,.0f}",
+        peak_memory=_peak_memory(docs),
+        seeds=len(docs),
+    )
+
+
+def baseline_rows(docs: list[dict], rng: np.random.Generator) -> list[Row]:
+    """Baselines are scored on the same tasks in every result; one result per seed is used."""
+    by_seed = {doc["seed"]: doc for doc in sorted(docs, key=lambda d: (d["seed"], d["arch"]))}
+    unique = [by_seed[s] for s in sorted(by_seed)]
+    rows = []
+    for agent in BASELINES:
+        asym, few = _seed_task_bootstrap(unique, agent, rng)
+        rows.append(Row(BASELINE_LABELS[agent], asym, few, _steps_to_80(unique, agent), seeds=len(unique)))
+    return rows
+
+
+def _tied(a: Score, b: Score) -> bool:
+    """Neither mean is separable from the other's 95 % interval."""
+    return a.lo <= b.mean <= a.hi or b.lo <= a.mean <= b.hi
+
+
+def rank_labels(rows: list[Row]) -> list[str]:
+    """1, 2, ... in order of the asymptotic score; "=k" marks rows tied with a neighbour."""
+    tied_prev = [i > 0 and _tied(rows[i - 1].asymptotic, row.asymptotic) for i, row in enumerate(rows)]
+    labels, rank = [], 0
+    for i in range(len(rows)):
+        if not tied_prev[i]:
+            rank = i + 1
+        tied = tied_prev[i] or (i + 1 < len(rows) and tied_prev[i + 1])
+        labels.append(f"={rank}" if tied else str(rank))
+    return labels
+
+
+HEADER = (
+    "| rank | architecture | params | state size | asymptotic score | few-shot score | steps to 80 % "
+    "| action CE, long context | train tokens/s | peak memory | seeds |"
+)
+
+
+def preset_table(preset: str, docs: list[dict]) -> str:
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    by_arch: dict[str, list[dict]] = defaultdict(list)
+    for doc in docs:
+        by_arch[doc["arch"]].append(doc)
+    rows = [arch_row(arch, sorted(group, key=lambda d: d["seed"]), rng) for arch, group in sorted(by_arch.items())]
+    rows.sort(key=lambda r: (-np.nan_to_num(r.asymptotic.mean, nan=-np.inf), r.name))
+    lines = [HEADER, "|" + " --- |" * 11]
+    for label, row in zip(rank_labels(rows), rows):
+        lines.append(
+            f"| {label} | `{row.name}` | {row.params} | {row.state_size} | {row.asymptotic.cell()} | "
+            f"{row.few_shot.cell()} | {row.steps_to_80} | {row.action_ce_long} | {row.tokens_per_s} | "
+            f"{row.peak_memory} | {row.seeds} |"
+        )
+    for row in baseline_rows(docs, rng):
+        lines.append(
+            f"| — | *{row.name}* | — | — | {row.asymptotic.cell()} | {row.few_shot.cell()} | {row.steps_to_80} "
+            f"| — | — | — | {row.seeds} |"
+        )
+    return "\n".join(lines)
+
+
+def collect(root: Path) -> tuple[dict[str, list[dict]], list[tuple[Path, str]]]:
+    """Valid results by preset, and (path, reason) for every refused file."""
+    accepted: dict[str, list[dict]] = defaultdict(list)
+    refused: list[tuple[Path, str]] = []
+    for path in iter_results(root):
+        doc, reasons = validate_file(path, expected_fingerprint=None)
+        if doc is not None and not reasons:
+            expected = expected_fingerprint(doc["preset"])
+            if expected is not None and doc["manifest"]["dataset_fingerprint"] != expected:
+                reasons = [f"dataset fingerprint {doc['manifest']['dataset_fingerprint'][:12]}... is not the "
+                           f"{doc['preset']!r} preset's ({expected[:12]}...)"]
+        if reasons:
+            refused.append((path, reasons[0]))
+        else:
+            accepted[doc["preset"]].append(doc)
+    return accepted, refused
+
+
+def expected_fingerprint(preset: str) -> str | None:
+    """The dataset fingerprint the committed manifests define for `preset`, if they define one."""
+    from bench.data.shards import committed_fingerprint
+
+    return committed_fingerprint(PRESETS[preset])
+
+
+def render(
+    accepted: dict[str, list[dict]], refused: list[tuple[Path, str]], figures: dict[str, list[str]] | None = None
+) -> str:
+    """The leaderboard's Markdown; `figures` maps a preset to figure links (relative to the file)."""
+    out = [
+        "# Leaderboard",
+        "",
+        "Generated by `python -m bench leaderboard` from the result files under `results/`; do not edit by hand.",
+        "Scores are normalised returns on unseen AnyMDP test tasks, `(R - J_rand) / (J_opt - J_rand)`:",
+        "the oracle (exact finite-horizon optimum) scores 1 and the uniform-random policy 0.",
+        "**Asymptotic score**: the maximum of the smoothed mean curve d_t; **few-shot score**: the mean over the",
+        "first K episodes (docs/recipe.md). Intervals: 95 %, bootstrap over seeds and test tasks. Rank `=k`: not",
+        "separable from a neighbour at 95 %. Every row passed `python -m bench validate`.",
+    ]
+    for preset in sorted(accepted, key=lambda p: list(PRESETS).index(p)):
+        docs = accepted[preset]
+        out += ["", f"## Preset `{preset}`", "", preset_table(preset, docs)]
+        links = (figures or {}).get(preset, [])
+        out += [""] + [f"![{Path(link).stem}]({link})" for link in links] if links else []
+    if not accepted:
+        out += ["", "No valid result files yet: run `python -m bench run --arch gdn`."]
+    if refused:
+        out += ["", "## Refused result files", "", "| file | reason |", "| --- | --- |"]
+        out += [f"| `{path.as_posix()}` | {reason.replace('|', '/')} |" for path, reason in refused]
+    return "\n".join(out) + "\n"
+
+
+def figure_links(plots_dir: Path, base: Path, accepted: dict[str, list[dict]]) -> dict[str, list[str]]:
+    """Per preset, links (relative to `base`) to the figures of `bench.plot` that exist."""
+    links = {}
+    for preset in accepted:
+        names = [f"{preset}_{name}.png" for name in PLOTS] + (["scaling.png"] if preset == DEFAULT_PRESET else [])
+        links[preset] = [
+            Path(os.path.relpath(plots_dir / name, base)).as_posix() for name in names if (plots_dir / name).exists()
+        ]
+    return links
+
+
+def write_leaderboard(
+    root: str | Path = "results", out: str | Path = "leaderboard.md"
+) -> tuple[Path, dict[str, list[dict]], list[tuple[Path, str]]]:
+    """Validate every result under `root` and write the leaderboard; returns (path, accepted, refused)."""
+    root, out = Path(root), Path(out)
+    accepted, refused = collect(root)
+    atomic_write(out, render(accepted, refused, figure_links(root / "plots", out.parent, accepted)).encode())
+    return out, accepted, refused
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--results", type=Path, default=Path("results"), help="folder of result files")
+    parser.add_argument("--out", type=Path, default=Path("leaderboard.md"), help="Markdown file to write")
+
+
+def main(args: argparse.Namespace) -> int:
+    path, accepted, refused = write_leaderboard(args.results, args.out)
+    print(f"wrote {path}: {sum(len(v) for v in accepted.values())} result files, {len(refused)} refused")
+    for file, reason in refused:
+        print(f"  refused {file}: {reason}")
+    return 0

@@ -1,0 +1,122 @@
+"""`python -m bench validate <result.json> ...`: is a result file trustworthy?
+
+A result passes when it follows the schema (`bench.results.check_result`), was made with the
+current definition of its preset (`Preset.digest()`) and with the expected dataset (the dataset
+fingerprint recorded by the other results of its preset must agree, and match the committed
+manifests where they name one), and when every summary metric recomputes, to rounding, from the
+per-task episode records stored beside it (`metrics.agent_record`), so that an edited number is
+caught.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import numpy as np
+
+from bench.errors import BenchError
+from bench.metrics import Episodes, summarize_groups
+from bench.presets import PRESETS
+from bench.results import AGENTS, load_result
+
+RECOMPUTE_RTOL = 1e-9
+"""Relative tolerance between a stored summary number and its recomputation."""
+
+
+def agent_episodes(doc: dict, agent: str) -> tuple[Episodes, dict]:
+    """One agent's scored episodes, rebuilt from its stored record, and the record itself."""
+    tasks = doc["interactive"]["agents"][agent]["tasks"]
+    return Episodes.from_record(tasks, doc["interactive"]["eval_steps"]), tasks
+
+
+def recompute_agent(doc: dict, agent: str) -> dict:
+    """The {"overall", "groups"} summaries of one agent, recomputed from its episode record."""
+    ep, tasks = agent_episodes(doc, agent)
+    return summarize_groups(
+        ep,
+        np.asarray(tasks["ns"]),
+        np.asarray(tasks["j_rand"], dtype=np.float64),
+        np.asarray(tasks["j_opt"], dtype=np.float64),
+        few_shot_episodes=PRESETS[doc["preset"]].recipe.few_shot_episodes,
+        bootstrap_samples=doc["interactive"]["bootstrap_samples"],
+        seed=doc["seed"],
+    )
+
+
+def _mismatch(stored: object, fresh: object, where: str) -> str | None:
+    """The first place where two JSON-like values differ beyond rounding, or None."""
+    if isinstance(fresh, dict):
+        if not isinstance(stored, dict) or set(stored) != set(fresh):
+            return f"{where}: keys differ"
+        for key in fresh:
+            if reason := _mismatch(stored[key], fresh[key], f"{where}.{key}"):
+                return reason
+        return None
+    if isinstance(fresh, list):
+        if not isinstance(stored, list) or len(stored) != len(fresh):
+            return f"{where}: length differs"
+        for i, (a, b) in enumerate(zip(stored, fresh)):
+            if reason := _mismatch(a, b, f"{where}[{i}]"):
+                return reason
+        return None
+    if fresh is None or stored is None:
+        return None if fresh is stored else f"{where}: stored {stored!r}, recomputed {fresh!r}"
+    if isinstance(fresh, (int, float)) and isinstance(stored, (int, float)):
+        if math.isclose(float(stored), float(fresh), rel_tol=RECOMPUTE_RTOL, abs_tol=1e-12):
+            return None
+        return f"{where}: stored {stored!r}, recomputed {fresh!r}"
+    return None if stored == fresh else f"{where}: stored {stored!r}, recomputed {fresh!r}"
+
+
+def validate_doc(doc: dict, expected_fingerprint: str | None = None) -> list[str]:
+    """Reasons a parsed result is not trustworthy (empty: it passes). Schema problems come first."""
+    from bench.results import check_result
+
+    reasons = check_result(doc)
+    if reasons:
+        return reasons
+    preset = PRESETS.get(doc["preset"])
+    if preset is None:
+        return [f"preset {doc['preset']!r} is not defined here; known: {', '.join(PRESETS)}"]
+    if doc["manifest"]["preset_digest"] != preset.digest():
+        return [f"preset digest {doc['manifest']['preset_digest'][:12]}... is not the current {preset.name!r} preset's"]
+    fingerprint = doc["manifest"]["dataset_fingerprint"]
+    if expected_fingerprint is not None and fingerprint != expected_fingerprint:
+        return [f"dataset fingerprint {fingerprint[:12]}... differs from the expected {expected_fingerprint[:12]}..."]
+    for agent in AGENTS:
+        record = doc["interactive"]["agents"][agent]
+        if "tasks" not in record:
+            return [f"interactive.agents.{agent}.tasks: missing (per-task episode records are needed to recompute)"]
+        try:
+            fresh = recompute_agent(doc, agent)
+        except (BenchError, KeyError, TypeError, ValueError) as err:
+            return [f"interactive.agents.{agent}: cannot recompute the summaries ({err})"]
+        stored = {key: record[key] for key in ("overall", "groups")}
+        if reason := _mismatch(stored, fresh, f"interactive.agents.{agent}"):
+            return [f"{reason} (an edited or corrupted number)"]
+    return []
+
+
+def validate_file(path: str | Path, expected_fingerprint: str | None = None) -> tuple[dict | None, list[str]]:
+    doc, reasons = load_result(path)
+    if doc is None or reasons:
+        return doc, reasons
+    return doc, validate_doc(doc, expected_fingerprint)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="+", type=Path, help="result files (results/<preset>/<arch>/seed<k>.json)")
+
+
+def main(args: argparse.Namespace) -> int:
+    failed = 0
+    for path in args.paths:
+        _, reasons = validate_file(path)
+        if reasons:
+            failed += 1
+            print(f"FAIL {path}: {reasons[0]}")
+        else:
+            print(f"ok   {path}")
+    return 1 if failed else 0

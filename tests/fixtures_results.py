@@ -1,0 +1,49 @@
+"""Result files made from synthetic rollouts, so that every summary recomputes exactly from them."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bench import metrics, results
+from bench.data.shards import committed_fingerprint
+from bench.presets import PRESETS
+
+PRESET = "tiny"
+N_TASKS_PER_NS = 6
+EVAL_STEPS = 400
+
+
+def synthetic_rollout(skill: float, seed: int, episode_len: int) -> tuple[np.ndarray, ...]:
+    """(rewards, dones, ns, j_rand, j_opt) for 2 ns groups: the normalised return of episode e is
+    about `skill * (1 - exp(-e / 3))`, plus noise, so the agent 'learns in context'."""
+    rng = np.random.default_rng(seed)
+    ns = np.repeat([8, 16], N_TASKS_PER_NS)
+    n_tasks = ns.size
+    j_rand = rng.normal(0.0, 0.5, n_tasks)
+    j_opt = j_rand + rng.uniform(1.0, 3.0, n_tasks)
+    recorded = EVAL_STEPS + 2 * episode_len  # every episode started before EVAL_STEPS ends in the record
+    rewards = np.zeros((n_tasks, recorded))
+    dones = np.zeros((n_tasks, recorded), dtype=bool)
+    for i in range(n_tasks):
+        length = episode_len + int(rng.integers(-3, 4))
+        ends = np.arange(length - 1, recorded, length)
+        level = skill * (1 - np.exp(-np.arange(ends.size) / 3)) + rng.normal(0, 0.05, ends.size)
+        dones[i, ends] = True
+        rewards[i, ends] = j_rand[i] + level * (j_opt[i] - j_rand[i])
+    return rewards, dones, ns, j_rand, j_opt
+
+
+def make_result(arch: str, seed: int, skill: float) -> dict:
+    """A valid result document of `PRESET` whose model agent has the given skill."""
+    doc = results.example_result(PRESET, arch, seed)
+    doc["manifest"]["preset_digest"] = PRESETS[PRESET].digest()
+    doc["manifest"]["dataset_fingerprint"] = committed_fingerprint(PRESETS[PRESET]) or "0" * 64
+    skills = {"model": skill, "oracle": 1.0, "random": 0.0, "tql_ucb": 0.4}
+    interactive = doc["interactive"]
+    interactive.update(eval_steps=EVAL_STEPS, n_tasks=2 * N_TASKS_PER_NS, bootstrap_samples=200)
+    for i, (name, level) in enumerate(skills.items()):
+        rewards, dones, ns, j_rand, j_opt = synthetic_rollout(level, seed=1000 * seed + i, episode_len=20)
+        ep = metrics.episodes(rewards, dones, EVAL_STEPS)
+        k = PRESETS[PRESET].recipe.few_shot_episodes
+        interactive["agents"][name] = metrics.agent_record(ep, ns, j_rand, j_opt, k, 200, seed)
+    return doc

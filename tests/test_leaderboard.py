@@ -1,0 +1,112 @@
+"""Validation, the leaderboard and the plots, on result files made from synthetic rollouts."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import matplotlib.image
+import numpy as np
+import pytest
+
+from bench import cli, results
+from bench.leaderboard import collect, render, write_leaderboard
+from bench.plot import arch_color, make_plots
+from bench.validate import agent_episodes, validate_doc
+from tests.fixtures_results import EVAL_STEPS, make_result
+
+
+@pytest.fixture(scope="module")
+def good() -> dict:
+    return make_result("gdn", seed=0, skill=0.7)
+
+
+def test_consistent_result_validates(good):
+    assert validate_doc(good) == []
+
+
+def test_episode_records_rebuild_the_rollout(good):
+    ep, tasks = agent_episodes(good, "model")
+    assert ep.steps == EVAL_STEPS and ep.n_tasks == len(tasks["ns"]) == 12
+    assert ep.task.size == sum(len(starts) for starts in tasks["episode_starts"])
+    assert np.allclose(np.bincount(ep.task, weights=ep.ret), [sum(r) for r in tasks["episode_returns"]])
+
+
+@pytest.mark.parametrize(
+    "edit, where",
+    [
+        (lambda d: d["interactive"]["agents"]["model"]["overall"].__setitem__("asymptotic_max", 0.99), "asymptotic_max"),
+        (lambda d: d["interactive"]["agents"]["model"]["groups"]["ns=8"]["curve"]["mean"].__setitem__(5, 0.123), "curve.mean[5]"),
+        (lambda d: d["interactive"]["agents"]["oracle"]["overall"].__setitem__("few_shot", 0.5), "few_shot"),
+        (lambda d: d["interactive"]["agents"]["tql_ucb"]["tasks"]["episode_returns"][0].__setitem__(0, 9.0), "tql_ucb"),
+    ],
+)
+def test_an_edited_number_is_caught(good, edit, where):
+    doc = copy.deepcopy(good)
+    edit(doc)
+    reasons = validate_doc(doc)
+    assert len(reasons) == 1 and where in reasons[0]
+
+
+def test_other_preset_or_dataset_is_refused(good):
+    doc = copy.deepcopy(good)
+    doc["manifest"]["preset_digest"] = "f" * 64
+    assert "preset digest" in validate_doc(doc)[0]
+    assert "dataset fingerprint" in validate_doc(good, expected_fingerprint="e" * 64)[0]
+    doc = copy.deepcopy(good)
+    del doc["interactive"]["agents"]["random"]["tasks"]
+    assert "tasks: missing" in validate_doc(doc)[0]
+
+
+@pytest.fixture(scope="module")
+def results_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("results")
+    for arch, skill in (("gdn", 0.8), ("rwkv7", 0.78), ("lstm", 0.3)):
+        for seed in (0, 1):
+            results.write_result(make_result(arch, seed, skill), root)
+    edited = make_result("gsa", 0, 0.5)
+    edited["interactive"]["agents"]["model"]["overall"]["asymptotic_max"] = 0.95
+    (root / "tiny" / "gsa").mkdir(parents=True)
+    (root / "tiny" / "gsa" / "seed0.json").write_text(json.dumps(edited))
+    (root / "tiny" / "gsa" / "seed1.json").write_text("{not json")
+    return root
+
+
+def test_leaderboard_table_sorting_baselines_and_refusals(results_dir, tmp_path):
+    out, accepted, refused = write_leaderboard(results_dir, tmp_path / "leaderboard.md")
+    text = out.read_text()
+    assert len(accepted["tiny"]) == 6 and len(refused) == 2
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "`" in line.split("|")[2]]
+    assert [row.split("|")[2].strip() for row in rows] == ["`gdn`", "`rwkv7`", "`lstm`"]
+    assert rows[0].split("|")[1].strip() == "=1" and rows[1].split("|")[1].strip() == "=1"  # 0.80 vs 0.78: tied
+    assert rows[2].split("|")[1].strip() == "3"
+    for label in ("oracle (finite-horizon optimum)", "uniform random", "TQL-UCB"):
+        assert f"*{label}*" in text
+    assert "Refused result files" in text
+    assert "seed0.json` | interactive.agents.model.overall.asymptotic_max" in text
+    assert "seed1.json` |" in text and "not valid JSON" in text
+
+
+def test_leaderboard_is_deterministic(results_dir):
+    first = render(*collect(results_dir))
+    second = render(*collect(results_dir))
+    assert first == second
+
+
+def test_plots_are_written_and_not_blank(results_dir, tmp_path):
+    written = make_plots(results_dir, tmp_path / "plots")
+    names = sorted(path.name for path in written)
+    for stem in ("tiny_d_curves", "tiny_action_loss", "tiny_asymptotic_vs_few_shot"):
+        assert f"{stem}.png" in names and f"{stem}.svg" in names
+    for path in written:
+        assert path.stat().st_size > 5000
+        if path.suffix == ".png":
+            image = matplotlib.image.imread(path)
+            assert image.shape[0] > 300 and image[..., :3].std() > 0.05
+    assert arch_color("gdn") != arch_color("rwkv7")
+
+
+def test_validate_cli_exit_codes(results_dir, capsys):
+    assert cli.main(["validate", str(results_dir / "tiny" / "gdn" / "seed0.json")]) == 0
+    assert cli.main(["validate", str(results_dir / "tiny" / "gsa" / "seed0.json")]) == 1
+    assert "asymptotic_max" in capsys.readouterr().out
