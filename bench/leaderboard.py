@@ -19,8 +19,8 @@ import numpy as np
 from bench import metrics
 from bench.io import atomic_write
 from bench.presets import DEFAULT_PRESET, PRESETS
-from bench.results import iter_results
 from bench.errors import BenchError
+from bench.results import iter_results
 from bench.validate import agent_episodes, validate_file
 
 BOOTSTRAP_SEED = 0
@@ -204,24 +204,12 @@ def collect(root: Path) -> tuple[dict[str, list[dict]], list[tuple[Path, str]]]:
     accepted: dict[str, list[dict]] = defaultdict(list)
     refused: list[tuple[Path, str]] = []
     for path in iter_results(root):
-        doc, reasons = validate_file(path, expected_fingerprint=None)
-        if doc is not None and not reasons:
-            expected = expected_fingerprint(doc["preset"])
-            if expected is not None and doc["manifest"]["dataset_fingerprint"] != expected:
-                reasons = [f"dataset fingerprint {doc['manifest']['dataset_fingerprint'][:12]}... is not the "
-                           f"{doc['preset']!r} preset's ({expected[:12]}...)"]
+        doc, reasons = validate_file(path)
         if reasons:
             refused.append((path, reasons[0]))
         else:
             accepted[doc["preset"]].append(doc)
     return accepted, refused
-
-
-def expected_fingerprint(preset: str) -> str | None:
-    """The dataset fingerprint the committed manifests define for `preset`, if they define one."""
-    from bench.data.shards import committed_fingerprint
-
-    return committed_fingerprint(PRESETS[preset])
 
 
 def render(

@@ -40,10 +40,10 @@ STYLE = {"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fo
 
 
 def arch_color(arch: str) -> str:
-    """Registered backbones keep their registry position; others follow in name order."""
+    """Registered backbones keep their registry position; others share the palette's last colours."""
     names = list(REGISTRY)
-    index = names.index(arch) if arch in names else len(names) + sum(map(ord, arch)) % 2
-    return PALETTE[index % len(PALETTE)]
+    index = names.index(arch) if arch in names else len(names) + sum(map(ord, arch)) % (len(PALETTE) - len(names))
+    return PALETTE[index]
 
 
 def _curve_band(docs: list[dict], agent: str, rng: np.random.Generator) -> tuple[np.ndarray, ...]:

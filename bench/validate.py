@@ -71,7 +71,9 @@ def _mismatch(stored: object, fresh: object, where: str) -> str | None:
 
 
 def validate_doc(doc: dict, expected_fingerprint: str | None = None) -> list[str]:
-    """Reasons a parsed result is not trustworthy (empty: it passes). Schema problems come first."""
+    """Reasons a parsed result is not trustworthy (empty: it passes). Schema problems come first.
+    The dataset fingerprint must be `expected_fingerprint`, by default the one the committed
+    manifests record for the result's preset (not checked where they record none)."""
     from bench.results import check_result
 
     reasons = check_result(doc)
@@ -83,6 +85,10 @@ def validate_doc(doc: dict, expected_fingerprint: str | None = None) -> list[str
     if doc["manifest"]["preset_digest"] != preset.digest():
         return [f"preset digest {doc['manifest']['preset_digest'][:12]}... is not the current {preset.name!r} preset's"]
     fingerprint = doc["manifest"]["dataset_fingerprint"]
+    if expected_fingerprint is None:
+        from bench.data.shards import committed_fingerprint
+
+        expected_fingerprint = committed_fingerprint(preset)
     if expected_fingerprint is not None and fingerprint != expected_fingerprint:
         return [f"dataset fingerprint {fingerprint[:12]}... differs from the expected {expected_fingerprint[:12]}..."]
     for agent in AGENTS:
