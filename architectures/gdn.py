@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from architectures.base import BlockStack, State
-from architectures.layers import GatedRMSNorm, RMSNorm, ShortConv, SwiGLU
+from architectures.layers import GatedRMSNorm, PreNormBlock, RMSNorm, ShortConv
 from architectures.ops.gdn import gated_delta_rule
 from bench.errors import BenchError
 
@@ -133,22 +133,11 @@ class GatedDeltaNetMixer(nn.Module):
         return self.o_proj(o.flatten(-2).to(x.dtype)), (recurrent,) + conv_caches
 
 
-class GatedDeltaNetBlock(nn.Module):
+class GatedDeltaNetBlock(PreNormBlock):
     """x + GDN(RMSNorm(x)), then x + SwiGLU(RMSNorm(x)), as fla's GatedDeltaNetBlock."""
 
     def __init__(self, d_model: int, mlp_hidden: int, norm_eps: float, **mixer_kwargs) -> None:
-        super().__init__()
-        self.attn_norm = RMSNorm(d_model, eps=norm_eps)
-        self.attn = GatedDeltaNetMixer(d_model, norm_eps=norm_eps, **mixer_kwargs)
-        self.mlp_norm = RMSNorm(d_model, eps=norm_eps)
-        self.mlp = SwiGLU(d_model, mlp_hidden)
-
-    def forward(
-        self, x: torch.Tensor, state: tuple[torch.Tensor, ...], mode: str = "chunk"
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-        h, state = self.attn(self.attn_norm(x), state, mode)
-        x = x + h
-        return x + self.mlp(self.mlp_norm(x)), state
+        super().__init__(d_model, mlp_hidden, norm_eps, GatedDeltaNetMixer(d_model, norm_eps=norm_eps, **mixer_kwargs))
 
 
 class GatedDeltaNet(BlockStack):

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from architectures.base import BlockStack, State
-from architectures.layers import RMSNorm, ShortConv, SwiGLU
+from architectures.layers import PreNormBlock, RMSNorm, ShortConv
 from architectures.ops.gsa import gsa
 from bench.errors import BenchError
 
@@ -108,22 +108,11 @@ class GSATokenMixer(nn.Module):
         return y, (hk, hv) + conv_caches
 
 
-class GSABlock(nn.Module):
+class GSABlock(PreNormBlock):
     """x + GSA(RMSNorm(x)), then x + SwiGLU(RMSNorm(x)), as fla's GSABlock."""
 
     def __init__(self, d_model: int, mlp_hidden: int, norm_eps: float, **mixer_kwargs) -> None:
-        super().__init__()
-        self.attn_norm = RMSNorm(d_model, eps=norm_eps)
-        self.attn = GSATokenMixer(d_model, norm_eps=norm_eps, **mixer_kwargs)
-        self.mlp_norm = RMSNorm(d_model, eps=norm_eps)
-        self.mlp = SwiGLU(d_model, mlp_hidden)
-
-    def forward(
-        self, x: torch.Tensor, state: tuple[torch.Tensor, ...], mode: str = "chunk"
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-        h, state = self.attn(self.attn_norm(x), state, mode)
-        x = x + h
-        return x + self.mlp(self.mlp_norm(x)), state
+        super().__init__(d_model, mlp_hidden, norm_eps, GSATokenMixer(d_model, norm_eps=norm_eps, **mixer_kwargs))
 
 
 class GatedSlotAttention(BlockStack):

@@ -77,3 +77,24 @@ class SwiGLU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down(F.silu(self.gate(x)) * self.up(x))
+
+
+class PreNormBlock(nn.Module):
+    """x + mixer(RMSNorm(x)), then x + SwiGLU(RMSNorm(x)): the block layout of fla's models.
+
+    The token mixer maps `(x, state, mode)` to `(y, state)` (mode "chunk" or "recurrent").
+    """
+
+    def __init__(self, d_model: int, mlp_hidden: int, norm_eps: float, mixer: nn.Module) -> None:
+        super().__init__()
+        self.attn_norm = RMSNorm(d_model, eps=norm_eps)
+        self.attn = mixer
+        self.mlp_norm = RMSNorm(d_model, eps=norm_eps)
+        self.mlp = SwiGLU(d_model, mlp_hidden)
+
+    def forward(
+        self, x: torch.Tensor, state: tuple[torch.Tensor, ...], mode: str = "chunk"
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        h, state = self.attn(self.attn_norm(x), state, mode)
+        x = x + h
+        return x + self.mlp(self.mlp_norm(x)), state
