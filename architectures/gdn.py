@@ -99,7 +99,7 @@ class GatedDeltaNetMixer(nn.Module):
     def state_size(self) -> int:
         size = self.n_heads * self.head_k_dim * self.head_v_dim
         if self.convs is not None:
-            size += sum((conv.kernel_size - 1) * conv.weight.shape[0] for conv in self.convs)
+            size += sum(conv.state_size() for conv in self.convs)
         return size
 
     def forward(

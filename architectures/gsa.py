@@ -80,7 +80,7 @@ class GSATokenMixer(nn.Module):
     def state_size(self) -> int:
         size = 2 * self.n_kv_heads * self.head_dim * self.n_slots
         if self.convs is not None:
-            size += sum((conv.kernel_size - 1) * conv.weight.shape[0] for conv in self.convs)
+            size += sum(conv.state_size() for conv in self.convs)
         return size
 
     def forward(

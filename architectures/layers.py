@@ -41,6 +41,10 @@ class ShortConv(nn.Module):
         self.bias = nn.Parameter(torch.zeros(channels))
         nn.init.kaiming_uniform_(self.weight, a=5**0.5)
 
+    def state_size(self) -> int:
+        """Numbers in the cache per sequence: the last K - 1 inputs of every channel."""
+        return (self.kernel_size - 1) * self.weight.shape[0]
+
     def init_cache(self, batch_size: int, device: torch.device | str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         return torch.zeros(batch_size, self.kernel_size - 1, self.weight.shape[0], device=device, dtype=dtype)
 

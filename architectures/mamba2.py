@@ -67,7 +67,7 @@ class Mamba2Mixer(nn.Module):
         return ssm, self.conv.init_cache(batch_size, device)
 
     def state_size(self) -> int:
-        return self.d_inner * self.d_state + (self.conv.kernel_size - 1) * self.conv.weight.shape[0]
+        return self.d_inner * self.d_state + self.conv.state_size()
 
     def forward(
         self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor], mode: str = "chunk"
