@@ -188,12 +188,21 @@ def thin(curve: list[tuple[int, float]], max_points: int) -> list[list[float]]:
     return [[step, loss] for step, loss in kept]
 
 
-def git_state() -> tuple[str | None, bool | None]:
-    """(commit, dirty) of the checkout holding this file (dirty: tracked files changed), or (None, None) outside git."""
-    here = Path(__file__).resolve().parent
+OUTPUT_PATHS = (":(exclude)results", ":(exclude)leaderboard.md")
+"""Benchmark outputs: rewriting them (as every run does) does not make the code dirty."""
+
+
+def git_state(here: Path | None = None) -> tuple[str | None, bool | None]:
+    """(commit, dirty) of the checkout holding `here` (default: this file; dirty: tracked files other
+    than the benchmark's outputs changed), or (None, None) outside git."""
+    here = Path(__file__).resolve().parent if here is None else here
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True).stdout.strip()
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True, check=True).stdout
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=here, capture_output=True, text=True, check=True).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *OUTPUT_PATHS],
+            cwd=top, capture_output=True, text=True, check=True,
+        ).stdout
     except (OSError, subprocess.CalledProcessError):
         return None, None
     return commit, bool(status.strip())

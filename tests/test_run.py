@@ -5,10 +5,12 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import subprocess
 
 import pytest
 
 from bench import cli, results
+from bench import run as run_mod
 from bench.errors import BenchError
 from bench.presets import DataSpec, get_preset
 from bench.run import RunOptions, run, thin
@@ -116,3 +118,23 @@ def test_write_and_load_result(tmp_path):
         results.result_path(tmp_path, "tiny", "pkg.mod:Cls", 0)
     assert results.arch_dirname("pkg.mod:Cls") == "pkg.mod-Cls"
     assert json.loads(path.read_text())["kind"] == results.KIND
+
+
+def test_git_state_ignores_benchmark_outputs(tmp_path):
+    """Rewriting leaderboard.md or a result (every run does) leaves the checkout clean; code does not."""
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "results").mkdir()
+    for name in ("leaderboard.md", "results/a.json", "code.py"):
+        (tmp_path / name).write_text("0\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "init")
+    assert run_mod.git_state(tmp_path)[1] is False
+    (tmp_path / "leaderboard.md").write_text("1\n")
+    (tmp_path / "results/a.json").write_text("1\n")
+    commit, dirty = run_mod.git_state(tmp_path)
+    assert len(commit) == 40 and dirty is False
+    (tmp_path / "code.py").write_text("1\n")
+    assert run_mod.git_state(tmp_path)[1] is True
