@@ -188,13 +188,14 @@ def thin(curve: list[tuple[int, float]], max_points: int) -> list[list[float]]:
     return [[step, loss] for step, loss in kept]
 
 
-OUTPUT_PATHS = (":(exclude)results", ":(exclude)leaderboard.md")
-"""Benchmark outputs: rewriting them (as every run does) does not make the code dirty."""
+OUTPUT_PATHS = (":(exclude)results", ":(exclude,glob)**/*.md")
+"""Benchmark outputs and documentation (leaderboard.md, docs): changing them, as every run does with
+the leaderboard, does not make the code dirty."""
 
 
 def git_state(here: Path | None = None) -> tuple[str | None, bool | None]:
     """(commit, dirty) of the checkout holding `here` (default: this file; dirty: tracked files other
-    than the benchmark's outputs changed), or (None, None) outside git."""
+    than the benchmark's outputs and Markdown changed), or (None, None) outside git."""
     here = Path(__file__).resolve().parent if here is None else here
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True).stdout.strip()

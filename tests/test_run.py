@@ -121,19 +121,21 @@ def test_write_and_load_result(tmp_path):
 
 
 def test_git_state_ignores_benchmark_outputs(tmp_path):
-    """Rewriting leaderboard.md or a result (every run does) leaves the checkout clean; code does not."""
+    """Rewriting leaderboard.md, a result or a doc leaves the checkout clean; a code change does not."""
     def git(*args):
         subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
 
     git("init", "-q")
     (tmp_path / "results").mkdir()
-    for name in ("leaderboard.md", "results/a.json", "code.py"):
+    (tmp_path / "docs").mkdir()
+    for name in ("leaderboard.md", "results/a.json", "docs/notes.md", "code.py"):
         (tmp_path / name).write_text("0\n")
     git("add", ".")
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "init")
     assert run_mod.git_state(tmp_path)[1] is False
     (tmp_path / "leaderboard.md").write_text("1\n")
     (tmp_path / "results/a.json").write_text("1\n")
+    (tmp_path / "docs/notes.md").write_text("1\n")
     commit, dirty = run_mod.git_state(tmp_path)
     assert len(commit) == 40 and dirty is False
     (tmp_path / "code.py").write_text("1\n")
