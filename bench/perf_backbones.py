@@ -25,6 +25,7 @@ import torch
 
 from architectures import REGISTRY, Backbone, build_backbone, resolve
 from bench.errors import BenchError
+from bench.io import atomic_write_json
 from bench.table import format_table
 
 D_MODEL, HEADS = 128, 4
@@ -163,6 +164,21 @@ def scaling_table(names: list[str], lengths: tuple[int, ...]) -> list[dict[str, 
     return rows
 
 
+def scaling_record(rows: list[dict[str, object]], threads: int) -> dict:
+    """The scaling table as `bench plot` reads it (`results/perf/backbones.json`); error rows are left out."""
+    kept = [row for row in rows if isinstance(row["T"], int)]
+    return {
+        "device": f"cpu, {threads} torch thread{'s' if threads > 1 else ''}",
+        "torch": torch.__version__,
+        "d_model": D_MODEL,
+        "scaling": [
+            {"arch": row["backbone"], "T": row["T"], "seconds": row["fwd+bwd (s)"], "peak_mib": row["peak memory (MiB)"],
+             "state_size": row["state numbers"]}
+            for row in kept
+        ],
+    }
+
+
 def step_table(names: list[str], repeats: int) -> list[dict[str, object]]:
     rows = []
     for name in names:
@@ -183,6 +199,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--markdown", action="store_true", help="print Markdown tables")
     parser.add_argument("--only", choices=("layer", "scaling", "step"), action="append", help="run only these tables")
+    parser.add_argument("--json", default=None, help="also write table (b) to this file for `bench plot` (e.g. results/perf/backbones.json)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -195,6 +212,8 @@ def main(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     names, notes = _available(args.arch or list(REGISTRY))
     tables = args.only or ["layer", "scaling", "step"]
+    if args.json and "scaling" not in tables:
+        raise BenchError("--json writes the scaling table (b); add --only scaling or drop --only")
     length = 1024 if args.quick else LAYER_T
     repeats = 1 if args.quick else 3
     print(f"CPU float32, {torch.get_num_threads()} torch threads, torch {torch.__version__}")
@@ -206,7 +225,11 @@ def main(args: argparse.Namespace) -> int:
     if "scaling" in tables:
         lengths = SCALING_T[:3] if args.quick else SCALING_T
         print("\n(b) scaling, one layer, B 1: forward + backward time and peak RSS growth")
-        print(format_table(scaling_table(names, lengths), markdown=args.markdown))
+        rows = scaling_table(names, lengths)
+        print(format_table(rows, markdown=args.markdown))
+        if args.json:
+            atomic_write_json(args.json, scaling_record(rows, torch.get_num_threads()))
+            print(f"wrote {args.json}")
     if "step" in tables:
         print(f"\n(c) one step at the tiny preset, B {STEP_BATCH}, no grad: median milliseconds")
         print(format_table(step_table(names, 5 if args.quick else 20), markdown=args.markdown))

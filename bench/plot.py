@@ -123,13 +123,14 @@ def plot_scaling(perf: dict, axes: tuple[plt.Axes, plt.Axes]) -> None:
         t = [r["T"] for r in mine]
         axes[0].plot(t, [r["seconds"] for r in mine], marker="o", color=arch_color(arch), label=arch)
         axes[1].plot(t, [r["peak_mib"] for r in mine], marker="o", color=arch_color(arch), label=arch)
-    for ax, label in zip(axes, ("time per forward + backward (s)", "peak memory (MiB)")):
+    for ax, label in zip(axes, ("time per forward + backward (s)", "peak memory growth (MiB)")):
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("sequence length T (steps)")
         ax.set_ylabel(label)
-    axes[0].set_title(f"Training cost vs length ({perf.get('device', 'cpu')})")
-    axes[1].set_title("Memory vs length")
+    layer = f"one layer, d_model {perf.get('d_model', '?')}, batch 1"
+    axes[0].set_title(f"Training cost vs length ({layer}; {perf.get('device', 'cpu')})", fontsize=10)
+    axes[1].set_title(f"Memory vs length ({layer})", fontsize=10)
     axes[0].legend(frameon=False)
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from bench import cli, results
 from bench.leaderboard import collect, render, write_leaderboard
+from bench.perf_backbones import scaling_record
 from bench.plot import arch_color, make_plots
 from bench.validate import agent_episodes, validate_doc
 from tests.fixtures_results import EVAL_STEPS, make_result
@@ -110,3 +111,24 @@ def test_validate_cli_exit_codes(results_dir, capsys):
     assert cli.main(["validate", str(results_dir / "tiny" / "gdn" / "seed0.json")]) == 0
     assert cli.main(["validate", str(results_dir / "tiny" / "gsa" / "seed0.json")]) == 1
     assert "asymptotic_max" in capsys.readouterr().out
+
+
+def test_scaling_record_feeds_the_scaling_plot(results_dir, tmp_path):
+    rows = [
+        {"backbone": arch, "T": t, "fwd+bwd (s)": 0.01 * t / 1024 * k, "ms per 1K steps": 10.0 * k,
+         "peak memory (MiB)": 2.0 * t / 1024 * k, "state numbers": 100 * k}
+        for k, arch in enumerate(("gdn", "rwkv7"), start=1) for t in (1024, 2048, 4096)
+    ] + [{"backbone": "broken", "T": "-", "fwd+bwd (s)": "error: RuntimeError: x"}]
+    record = scaling_record(rows, threads=1)
+    assert {row["arch"] for row in record["scaling"]} == {"gdn", "rwkv7"} and len(record["scaling"]) == 6
+    perf = tmp_path / "backbones.json"
+    perf.write_text(json.dumps(record))
+    written = make_plots(results_dir, tmp_path / "plots", perf)
+    scaling = [path for path in written if path.name == "scaling.png"]
+    assert scaling and matplotlib.image.imread(scaling[0])[..., :3].std() > 0.05
+
+
+def test_perf_backbones_json_needs_the_scaling_table(capsys, tmp_path):
+    assert cli.main(["perf", "backbones", "--only", "step", "--json", str(tmp_path / "x.json")]) == 2
+    assert "--json writes the scaling table" in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()
