@@ -15,6 +15,11 @@ from dataclasses import asdict, dataclass, field
 from bench.errors import BenchError
 
 
+DEFAULT_POLICY_WEIGHTS = (0.10, 0.20, 0.20, 0.25, 0.20, 0.05)
+"""Behavior mixture of docs/data.md, in the order of `bench.data.behavior.POLICIES`: random,
+q_learning, model_based, mixture, eps_oracle, oracle."""
+
+
 @dataclass(frozen=True)
 class DataSpec:
     """The frozen task split and the DPD training data of a preset."""
@@ -35,6 +40,9 @@ class DataSpec:
     """Actions per task (5 in the paper)."""
     valid_tasks: int = 64
     """Held-out sequences (made like training ones, from the test seed range) for offline evaluation."""
+    policy_weights: tuple[float, ...] = DEFAULT_POLICY_WEIGHTS
+    """Probability of each behavior kind (random, q_learning, model_based, mixture, eps_oracle,
+    oracle) at a sequence start and at every policy switch."""
 
 
 @dataclass(frozen=True)
@@ -95,8 +103,13 @@ class Preset:
     """Seed of the split: train and test task seeds derive from it (see docs/data.md)."""
 
     def digest(self) -> str:
-        """sha256 over every field: a result records it, so runs of different presets never mix."""
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
+        """sha256 over every field: a result records it, so runs of different presets never mix.
+        `data.policy_weights` counts only when not the default, so results made before that field
+        existed keep their digest."""
+        fields = asdict(self)
+        if tuple(map(float, self.data.policy_weights)) == DEFAULT_POLICY_WEIGHTS:
+            del fields["data"]["policy_weights"]
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
 PRESETS: dict[str, Preset] = {

@@ -146,3 +146,13 @@ def test_verify_tasks_names_the_first_drifted_task(built, monkeypatch):
     monkeypatch.setattr(sp, "sample_task", lambda ns, na, seed: real(ns, na, seed=seed + (seed == drifted_seed)))
     with pytest.raises(BenchError, match=f"train task 6 \\(seed {drifted_seed}\\) drifted"):
         shards.verify_tasks(micro(), root, progress=False)
+
+
+def test_policy_weights_are_part_of_the_data_definition(built, tmp_path):
+    root, _ = built
+    other = micro(policy_weights=(0.25, 0.35, 0.4, 0, 0, 0))
+    assert shards.definition(other, "train") != shards.definition(micro(), "train")
+    with pytest.raises(BenchError, match="another definition"):
+        shards.build(other, root, workers=1, progress=False)
+    with pytest.raises(BenchError, match="policy_weights"):
+        shards.build(micro(policy_weights=(1, -1, 0, 0, 0, 0)), tmp_path, workers=1, progress=False)

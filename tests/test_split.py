@@ -98,6 +98,8 @@ def test_committed_tiny_train_digest_matches_the_definition():
         ({"test_ns": (8, 8)}, "test_ns"),
         ({"test_ns": (2,)}, "test_ns"),
         ({"valid_tasks": 0}, "valid_tasks"),
+        ({"policy_weights": (1, 1, 1)}, "policy_weights"),
+        ({"policy_weights": (0, 0, 0, 0, 0, -1)}, "policy_weights"),
     ],
 )
 def test_bad_data_specs_raise_clear_errors(changes, words):
@@ -114,3 +116,12 @@ def test_bad_indices_and_roles_raise():
         sp.valid_task(preset, 4)
     with pytest.raises(BenchError, match="unknown split role"):
         sp.task_seed(preset, "dev", 0)
+
+
+def test_policy_weights_enter_the_preset_digest_only_when_not_the_default():
+    tiny = PRESETS["tiny"]
+    default = dataclasses.replace(tiny, data=dataclasses.replace(tiny.data, policy_weights=(0.1, 0.2, 0.2, 0.25, 0.2, 0.05)))
+    other = dataclasses.replace(tiny, data=dataclasses.replace(tiny.data, policy_weights=(0.25, 0.35, 0.4, 0, 0, 0)))
+    assert default.digest() == tiny.digest() != other.digest()
+    assert "policy_weights" not in shards.definition(tiny, "train")
+    assert shards.definition(other, "train")["policy_weights"] == [0.25, 0.35, 0.4, 0.0, 0.0, 0.0]

@@ -106,3 +106,15 @@ def test_bad_inputs_raise():
         synthesize([task, sample_task(8, 4, seed=2)], 10)
     with pytest.raises(BenchError, match="at least one task"):
         synthesize([], 10)
+
+
+def test_policy_weights_choose_the_behavior_kinds():
+    tasks = [sample_task(8, 5, seed=700 + i) for i in range(24)]
+    only_learners = synthesize(tasks, 400, policy_weights=(0, 1, 1, 0, 0, 0))
+    assert set(np.unique(only_learners["policy"])) == {bh.Q_LEARNING, bh.MODEL_BASED}
+    only_random = synthesize(tasks, 400, policy_weights=(1, 0, 0, 0, 0, 0))
+    assert (only_random["policy"] == bh.RANDOM).all()
+    with pytest.raises(BenchError, match="policy_weights.*6 non-negative"):
+        synthesize(tasks, 10, policy_weights=(1, 1))
+    with pytest.raises(BenchError, match="policy_weights"):
+        synthesize(tasks, 10, policy_weights=(0, 0, 0, 0, 0, 0))

@@ -8,14 +8,15 @@ mixture, epsilon-greedy around the oracle, and the oracle itself. See docs/data.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from bench.errors import BenchError
+
 POLICIES = ("random", "q_learning", "model_based", "mixture", "eps_oracle", "oracle")
 """Behavior policy kinds (the `policy` field of a shard stores the index)."""
-POLICY_WEIGHTS = (0.10, 0.20, 0.20, 0.25, 0.20, 0.05)
-"""Probability of each kind at a sequence start and at every policy switch."""
 RANDOM, Q_LEARNING, MODEL_BASED, MIXTURE, EPS_ORACLE, ORACLE = range(len(POLICIES))
 
 TAGS = ("oracle", "model_based", "q_learning", "random", "unknown")
@@ -41,9 +42,20 @@ N_SETTINGS = 23
 """Uniform draws per sequence that `BehaviorSettings.draw` maps to settings."""
 
 
-def draw_kind(u: np.ndarray) -> np.ndarray:
-    """Behavior kinds for uniforms `u` in [0, 1), by POLICY_WEIGHTS."""
-    edges = np.cumsum(POLICY_WEIGHTS) / np.sum(POLICY_WEIGHTS)
+def check_policy_weights(weights: Sequence[float]) -> tuple[float, ...]:
+    """`weights` as a tuple, or a BenchError: one non-negative weight per kind of POLICIES, not all 0."""
+    weights = tuple(float(w) for w in weights)
+    if len(weights) != len(POLICIES) or any(not w >= 0 for w in weights) or sum(weights) <= 0:
+        raise BenchError(
+            f"policy_weights={weights}: need {len(POLICIES)} non-negative weights, not all 0, "
+            f"one per kind ({', '.join(POLICIES)})"
+        )
+    return weights
+
+
+def draw_kind(u: np.ndarray, weights: Sequence[float]) -> np.ndarray:
+    """Behavior kinds for uniforms `u` in [0, 1), by `weights` (one per kind of POLICIES)."""
+    edges = np.cumsum(weights) / np.sum(weights)
     return np.minimum(np.searchsorted(edges, u, side="right"), len(POLICIES) - 1)
 
 
@@ -100,8 +112,9 @@ class BehaviorSettings:
     """Epsilon-greedy around the oracle: epsilon falls from 1 by U(0, 1 / (ns na)) per step."""
 
     @classmethod
-    def draw(cls, u: np.ndarray, ns: np.ndarray, na: int) -> BehaviorSettings:
-        """Settings from uniforms `u` (B, N_SETTINGS) and the tasks' state counts `ns` (B,)."""
+    def draw(cls, u: np.ndarray, ns: np.ndarray, na: int, weights: Sequence[float]) -> BehaviorSettings:
+        """Settings from uniforms `u` (B, N_SETTINGS), the tasks' state counts `ns` (B,) and the
+        behavior kinds' `weights`."""
         per_pair = 1.0 / (ns * na)
 
         def uniform(column: int, lo: float | np.ndarray, hi: float | np.ndarray) -> np.ndarray:
@@ -111,7 +124,7 @@ class BehaviorSettings:
             return np.where(u[:, on] < 0.5, 0.0, uniform(level, 0.1, 0.5))
 
         return cls(
-            kind=draw_kind(u[:, 0]),
+            kind=draw_kind(u[:, 0], weights),
             switching=u[:, 1] < SWITCHING_SEQUENCE_PROB,
             mask_all=u[:, 2] < TAG_MASK_SEQUENCE_PROB,
             logit_scale=-2.0 * np.log1p(-u[:, 3]),

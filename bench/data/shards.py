@@ -30,7 +30,7 @@ from bench.data import split as sp
 from bench.data.synth import FIELDS, sub_batches, synthesize
 from bench.errors import BenchError
 from bench.io import atomic_save_npy, atomic_write_json, sha256_file
-from bench.presets import Preset
+from bench.presets import DEFAULT_POLICY_WEIGHTS, Preset
 
 FORMAT = "anymdp-dpd-v1"
 """Data format id: bump when the synthesis or the layout changes (it changes every byte)."""
@@ -83,7 +83,7 @@ def parse_shard_spec(spec: str) -> tuple[int, int]:
 def definition(preset: Preset, split: str) -> dict:
     """Everything that fixes a split's bytes (its tasks, sequence length and sharding)."""
     spec = preset.data
-    return {
+    found = {
         "format": FORMAT,
         "split": split,
         "split_seed": preset.split_seed,
@@ -93,6 +93,10 @@ def definition(preset: Preset, split: str) -> dict:
         "seq_len": spec.seq_len,
         "shard_size": spec.shard_size,
     }
+    # Recorded only when not the default mixture, so data built before the field existed stays valid.
+    if tuple(map(float, spec.policy_weights)) != DEFAULT_POLICY_WEIGHTS:
+        found["policy_weights"] = list(map(float, spec.policy_weights))
+    return found
 
 
 def _digest(obj: object) -> str:
@@ -127,7 +131,7 @@ def synthesize_shard(preset: Preset, split: str, index: int) -> dict[str, np.nda
     for chunk in sub_batches([task.ns for task in tasks], preset.data.na):
         chunk_tasks = [tasks[i] for i in chunk]
         arrays = TaskArrays.stack(chunk_tasks)
-        for name, values in synthesize(chunk_tasks, seq_len, labels=label_policy(arrays)).items():
+        for name, values in synthesize(chunk_tasks, seq_len, label_policy(arrays), preset.data.policy_weights).items():
             out[name][chunk] = values
         j_opt[chunk], j_rand[chunk] = oracle_returns(arrays), random_returns(arrays)
     out["ns"] = np.array([task.ns for task in tasks], dtype=np.int16)

@@ -19,6 +19,7 @@ import numpy as np
 
 from bench.anymdp.sampler import sample_task
 from bench.anymdp.task import Task
+from bench.data.behavior import check_policy_weights
 from bench.errors import BenchError
 from bench.presets import DataSpec, Preset
 
@@ -50,6 +51,7 @@ def check_data_spec(preset: Preset) -> None:
         raise BenchError(f"test_tasks_per_ns must be <= 2**{TEST_NS_SHIFT}; got {spec.test_tasks_per_ns}")
     if not 2 <= spec.na <= 127:
         raise BenchError(f"na must be in [2, 127]; got {spec.na}")
+    check_policy_weights(spec.policy_weights)
     if not spec.test_ns or any(ns != 1 and not MIN_NS <= ns < MAX_NS for ns in spec.test_ns):
         raise BenchError(f"test_ns must be a non-empty tuple of 1 or values in [{MIN_NS}, {MAX_NS}); got {spec.test_ns}")
     if len(set(spec.test_ns)) != len(spec.test_ns):

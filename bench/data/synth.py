@@ -20,6 +20,7 @@ from bench.anymdp.task import Task
 from bench.data import behavior as bh
 from bench.data.learners import ModelBasedLearner, QLearner
 from bench.errors import BenchError
+from bench.presets import DEFAULT_POLICY_WEIGHTS
 
 FIELDS = {
     "obs": np.int16,
@@ -129,10 +130,16 @@ def _tables(tasks: Sequence[Task]) -> dict[str, np.ndarray]:
     }
 
 
-def synthesize(tasks: Sequence[Task], seq_len: int, labels: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def synthesize(
+    tasks: Sequence[Task],
+    seq_len: int,
+    labels: np.ndarray | None = None,
+    policy_weights: Sequence[float] = DEFAULT_POLICY_WEIGHTS,
+) -> dict[str, np.ndarray]:
     """DPD sequences (B, seq_len) per field of FIELDS for `tasks` (same na, any ns; each with a seed).
 
-    `labels` (B, ns_max) are the oracle's actions per inner state (default: `solvers.label_policy`).
+    `labels` (B, ns_max) are the oracle's actions per inner state (default: `solvers.label_policy`);
+    `policy_weights` the probability of each behavior kind (`behavior.POLICIES`).
     """
     if not tasks:
         raise BenchError("synthesize needs at least one task; got none")
@@ -142,6 +149,7 @@ def synthesize(tasks: Sequence[Task], seq_len: int, labels: np.ndarray | None = 
         raise BenchError(f"tasks must share na; got {sorted({task.na for task in tasks})}")
     if not isinstance(seq_len, int) or seq_len < 1:
         raise BenchError(f"seq_len must be a positive int; got {seq_len!r}")
+    policy_weights = bh.check_policy_weights(policy_weights)
     tables = _tables(tasks)
     batch, ns_max, na = len(tasks), tables["start_cdf"].shape[1], tasks[0].na
     if labels is None:
@@ -157,7 +165,9 @@ def synthesize(tasks: Sequence[Task], seq_len: int, labels: np.ndarray | None = 
     reward_base = tables["reward_base"]
 
     streams = _Streams([task.seed for task in tasks], na)
-    settings = bh.BehaviorSettings.draw(np.stack([rng.random(bh.N_SETTINGS) for rng in streams.setup_rngs]), ns, na)
+    settings = bh.BehaviorSettings.draw(
+        np.stack([rng.random(bh.N_SETTINGS) for rng in streams.setup_rngs]), ns, na, policy_weights
+    )
     kind = settings.kind.copy()
     # random policy: logits rotate from one random table towards another, a step per episode
     tables_a, tables_b = np.zeros((2, batch, ns_max, na))
@@ -234,7 +244,7 @@ def synthesize(tasks: Sequence[Task], seq_len: int, labels: np.ndarray | None = 
             # episode-end events: policy switch, tag masking, random-policy drift; then reset
             ue = u[:, ended]
             switch = settings.switching[ended] & (ue[U_SWITCH] < bh.SWITCH_PROB)
-            kind[ended] = np.where(switch, bh.draw_kind(ue[U_KIND]), kind[ended])
+            kind[ended] = np.where(switch, bh.draw_kind(ue[U_KIND], policy_weights), kind[ended])
             episode_masked[ended] = ue[U_MASK] < bh.TAG_MASK_EPISODE_PROB
             angle[ended] += settings.logit_drift[ended]
             next_state = next_state.copy()
