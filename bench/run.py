@@ -115,6 +115,7 @@ def run(arch: str, preset: Preset, seeds: list[int], options: RunOptions) -> lis
 def run_one(arch: str, preset: Preset, seed: int, info: DataInfo, tasks: list[Task], device: str, options: RunOptions, data_s: float) -> Path:
     """Train and evaluate one seed; returns the result path."""
     started = time.perf_counter()
+    code_at_start = git_state()
     model, arch_kwargs = build_model(arch, preset, seed=seed, n_prompts=N_TAGS, n_tags=N_TAGS)
     recipe = preset.recipe
     train_set = ShardedSequences(info.root, "train")
@@ -165,6 +166,7 @@ def run_one(arch: str, preset: Preset, seed: int, info: DataInfo, tasks: list[Ta
             },
             trained,
             options.threads or available_cores(),
+            code_provenance(code_at_start, git_state()),
         ),
         "training": {
             "steps": trained.steps,
@@ -209,6 +211,18 @@ def git_state(here: Path | None = None) -> tuple[str | None, bool | None]:
     return commit, bool(status.strip())
 
 
+def code_provenance(
+    at_start: tuple[str | None, bool | None], at_end: tuple[str | None, bool | None]
+) -> tuple[str | None, bool | None]:
+    """(commit, dirty) of a run from `git_state()` at its start and end: the commit checked out when
+    it started (the code it imported), dirty if the code was dirty then or at the end, or if another
+    commit was checked out meanwhile (modules imported late would come from it)."""
+    (commit, dirty), (end_commit, end_dirty) = at_start, at_end
+    if commit is None:
+        return None, None
+    return commit, bool(dirty or end_dirty or end_commit != commit)
+
+
 def package_versions() -> dict[str, str | None]:
     versions: dict[str, str | None] = {}
     for name in PACKAGES:
@@ -228,9 +242,10 @@ def manifest(
     wall: dict,
     trained: TrainResult,
     threads: int,
+    code: tuple[str | None, bool | None],
 ) -> dict:
-    """The `manifest` record of a result file."""
-    commit, dirty = git_state()
+    """The `manifest` record of a result file; `code`: (commit, dirty) from `code_provenance`."""
+    commit, dirty = code
     cls = type(model.backbone)
     return {
         "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),

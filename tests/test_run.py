@@ -140,3 +140,12 @@ def test_git_state_ignores_benchmark_outputs(tmp_path):
     assert len(commit) == 40 and dirty is False
     (tmp_path / "code.py").write_text("1\n")
     assert run_mod.git_state(tmp_path)[1] is True
+
+
+def test_code_provenance_keeps_the_starting_commit_and_flags_changes_during_the_run():
+    a, b = "a" * 40, "b" * 40
+    assert run_mod.code_provenance((a, False), (a, False)) == (a, False)
+    assert run_mod.code_provenance((a, False), (b, False)) == (a, True)  # checked out another commit meanwhile
+    assert run_mod.code_provenance((a, False), (a, True)) == (a, True)
+    assert run_mod.code_provenance((a, True), (a, False)) == (a, True)
+    assert run_mod.code_provenance((None, None), (None, None)) == (None, None)
