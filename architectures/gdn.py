@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from architectures.base import BlockStack, State
+from architectures.base import BlockStack
 from architectures.layers import GatedRMSNorm, PreNormBlock, RMSNorm, ShortConv
 from architectures.ops.gdn import gated_delta_rule
 from bench.errors import BenchError

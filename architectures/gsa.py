@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from architectures.base import BlockStack, State
+from architectures.base import BlockStack
 from architectures.layers import PreNormBlock, RMSNorm, ShortConv
 from architectures.ops.gsa import gsa
 from bench.errors import BenchError

@@ -31,6 +31,9 @@ class ShortConv(nn.Module):
     """Depthwise causal 1-D convolution over time, with the last `kernel_size - 1` inputs as state.
 
     forward(x (B, L, C), cache (B, K-1, C) or None) -> (y (B, L, C), cache)
+
+    The returned cache is float32 (float64 for float64 inputs), also under autocast, like the
+    recurrent states of the backbones that use it.
     """
 
     def __init__(self, channels: int, kernel_size: int = 4, activation: bool = True) -> None:
@@ -59,7 +62,7 @@ class ShortConv(nn.Module):
         y = self.bias.to(x.dtype) + sum(full[:, k : k + length] * weight[:, k] for k in range(taps))
         if self.activation:
             y = F.silu(y)
-        return y, full[:, full.shape[1] - (taps - 1) :]
+        return y, self._cache_of(full)
 
     def step(self, x: torch.Tensor, cache: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One step: x (B, C), cache (B, K-1, C)."""
@@ -67,7 +70,11 @@ class ShortConv(nn.Module):
         y = torch.einsum("bkc,ck->bc", full, self.weight[:, 0].to(x.dtype)) + self.bias.to(x.dtype)
         if self.activation:
             y = F.silu(y)
-        return y, full[:, 1:]
+        return y, self._cache_of(full)
+
+    def _cache_of(self, full: torch.Tensor) -> torch.Tensor:
+        """The last K - 1 inputs of `full` (B, T, C), in at least float32."""
+        return full[:, full.shape[1] - (self.kernel_size - 1) :].to(torch.promote_types(full.dtype, torch.float32))
 
 
 class SwiGLU(nn.Module):

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from architectures.base import BlockStack, State
+from architectures.base import BlockStack
 from architectures.layers import RMSNorm, ShortConv, SwiGLU
 from architectures.ops.mamba2 import ssd
 from bench.errors import BenchError

@@ -19,8 +19,6 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import numpy as np
-
 from bench.anymdp.sampler import sample_task
 from bench.anymdp.solvers import TaskArrays, label_policy
 from bench.data import shards

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from architectures import count_parameters, resolve
+from architectures import resolve
 from architectures.gdn import GatedDeltaNet
 from architectures.ops.gdn import (
     gated_delta_rule,
@@ -134,73 +134,6 @@ def small_model(**kwargs) -> GatedDeltaNet:
     return GatedDeltaNet(32, 2, **config)
 
 
-def inputs(batch: int, length: int, seed: int = 0) -> torch.Tensor:
-    # Scaled up so that the small-init layers produce outputs well above rounding noise.
-    return 3 * torch.randn(batch, length, 32, generator=torch.Generator().manual_seed(seed))
-
-
-def max_state_err(a, b) -> float:
-    return max(rel_err(x, y) for layer_a, layer_b in zip(a, b) for x, y in zip(layer_a, layer_b))
-
-
-@pytest.mark.parametrize("use_short_conv", [False, True])
-def test_forward_equals_step_loop(use_short_conv):
-    model = small_model(use_short_conv=use_short_conv)
-    x = inputs(2, 21)
-    y, state = model(x)
-    steps, step_state = [], model.init_state(2)
-    for t in range(x.shape[1]):
-        y_t, step_state = model.step(x[:, t], step_state)
-        steps.append(y_t)
-    assert rel_err(torch.stack(steps, 1), y) < 1e-4
-    assert max_state_err(step_state, state) < 1e-4
-
-
-@pytest.mark.parametrize("kwargs", [{}, {"use_short_conv": False, "use_gate": False, "allow_neg_eigval": True}])
-def test_forward_equals_chunks_with_carried_state(kwargs):
-    model = small_model(**kwargs).double()
-    x = inputs(2, 40).double()
-    y, state = model(x)
-    pieces, carried = [], None
-    for start, stop in ((0, 1), (1, 14), (14, 40)):  # lengths 1, 13 and 26 against chunks of 8
-        y_piece, carried = model(x[:, start:stop], carried)
-        pieces.append(y_piece)
-    assert rel_err(torch.cat(pieces, 1), y) < 1e-12
-    assert max_state_err(carried, state) < 1e-12
-
-
-def test_bf16_autocast_runs_close_to_float32():
-    model = small_model()
-    x = inputs(2, 19)
-    y, state = model(x)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        y_bf16, state_bf16 = model(x)
-        y_step, _ = model.step(x[:, 0], model.init_state(2))
-    assert state_bf16[0][0].dtype == torch.float32  # the recurrent state stays float32 under autocast
-    assert rel_err(y_bf16, y) < 3e-2
-    assert rel_err(y_step, y[:, 0]) < 3e-2
-
-
-def test_causal():
-    model = small_model()
-    x = inputs(1, 24)
-    perturbed = x.clone()
-    perturbed[:, 10:] += 1.0
-    y, _ = model(x)
-    y_perturbed, _ = model(perturbed)
-    assert torch.equal(y[:, :10], y_perturbed[:, :10])
-    assert not torch.allclose(y[:, 10:], y_perturbed[:, 10:])
-
-
-@pytest.mark.parametrize("use_short_conv", [False, True])
-def test_gradients_reach_every_parameter(use_short_conv):
-    model = small_model(use_short_conv=use_short_conv)
-    y, state = model(inputs(2, 19))
-    (y.square().sum() + sum(layer[0].sum() for layer in state)).backward()
-    missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
-    assert not missing
-
-
 @pytest.fixture
 def one_thread():
     # Small batched matmuls over 16K steps are several times slower with two threads on a busy machine.
@@ -220,18 +153,15 @@ def test_long_sequence_at_init_stays_finite(one_thread):
     assert all(torch.isfinite(h).all() for layer in state for h in layer)
 
 
-def test_state_size_counts_the_state():
-    for model in (small_model(), small_model(use_short_conv=False), small_model(conv_size=3, expand_v=1.5)):
-        state = model.init_state(3)
-        assert sum(h.numel() for layer in state for h in layer) == 3 * model.state_size()
+def test_state_size_formula():
     # per layer: 2 heads x (12 x 24) delta-rule state + 3 x (24 + 24 + 48) convolution cache
     assert small_model().state_size() == 2 * (2 * 12 * 24 + 3 * 96)
+    model = small_model(conv_size=3, expand_v=1.5)  # 12 x 18 state, 2 x (24 + 24 + 36) cache
+    assert sum(h.numel() for layer in model.init_state(3) for h in layer) == 3 * model.state_size() == 3 * 2 * (2 * 12 * 18 + 2 * 84)
 
 
-def test_seed_fixes_the_weights_and_decay_init_follows_fla():
-    a, b, c = small_model(seed=3), small_model(seed=3), small_model(seed=4)
-    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
-    assert not torch.equal(a.blocks[0].attn.q_proj.weight, c.blocks[0].attn.q_proj.weight)
+def test_init_follows_fla():
+    a, c = small_model(seed=3), small_model(seed=4)
     assert not torch.equal(a.blocks[0].attn.A_log, c.blocks[0].attn.A_log)
     assert abs(a.blocks[0].attn.v_proj.weight.std().item() - 0.02) < 0.003
     mixer = GatedDeltaNet(32, 1, n_heads=64, head_dim=4, seed=5).blocks[0].attn  # 64 heads -> enough draws
@@ -239,13 +169,6 @@ def test_seed_fixes_the_weights_and_decay_init_follows_fla():
     assert 0 <= a_init.min() and a_init.max() < 16
     dt = F.softplus(mixer.dt_bias)
     assert 1e-3 - 1e-6 <= dt.min() and dt.max() <= 0.1 + 1e-6
-
-
-@pytest.mark.parametrize("preset", list(PRESETS))
-def test_preset_parameter_counts_within_budget(preset):
-    spec = PRESETS[preset]
-    model = GatedDeltaNet(spec.d_model, **GatedDeltaNet.preset_kwargs[preset])
-    assert abs(count_parameters(model) / spec.param_budget - 1) <= spec.param_tolerance
 
 
 def test_registered_and_defaults_follow_fla_layer():
@@ -271,15 +194,6 @@ def test_registered_and_defaults_follow_fla_layer():
 def test_bad_configuration_is_a_bench_error(kwargs, message):
     with pytest.raises(BenchError, match=message):
         small_model(**kwargs)
-
-
-def test_bad_input_shapes_are_bench_errors():
-    model = small_model()
-    with pytest.raises(BenchError, match=r"expected \(B, L, 32\)"):
-        model(torch.zeros(2, 5, 31))
-    with pytest.raises(BenchError, match=r"expected \(B, 32\)"):
-        model.step(torch.zeros(2, 1, 32), model.init_state(2))
-
 
 
 # fla's Triton kernels against our PyTorch path, on the same inputs and weights (CUDA only).
