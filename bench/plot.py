@@ -86,7 +86,7 @@ def plot_d_curves(preset: str, docs: list[dict], ax: plt.Axes) -> None:
     ax.set_ylabel("normalised return d_t")
     ax.set_title(f"In-context RL on unseen tasks ({preset} preset)")
     ax.axhline(0.8, color="#bbbbbb", lw=0.8)
-    ax.legend(loc="upper left", frameon=False)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # outside: the oracle line runs along the top
 
 
 def plot_action_loss(preset: str, docs: list[dict], ax: plt.Axes) -> None:
@@ -154,7 +154,7 @@ def make_plots(root: Path = Path("results"), out: Path | None = None, perf_json:
         for preset, docs in sorted(accepted.items()):
             for name, draw in (("d_curves", plot_d_curves), ("action_loss", plot_action_loss),
                                ("asymptotic_vs_few_shot", plot_asymptotic_vs_few_shot)):
-                fig, ax = plt.subplots(figsize=(7.0, 4.6))
+                fig, ax = plt.subplots(figsize=(8.6 if name == "d_curves" else 7.0, 4.6))
                 draw(preset, docs, ax)
                 written += _save(fig, out, f"{preset}_{name}")
         perf_json = root / "perf" / "backbones.json" if perf_json is None else perf_json
