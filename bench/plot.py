@@ -36,7 +36,10 @@ from bench.leaderboard import (  # noqa: E402
 
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
 BASELINE_STYLE = {"oracle": ("#444444", "--"), "random": ("#999999", ":"), "tql_ucb": ("#777777", "-.")}
-STYLE = {"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 9, "figure.dpi": 110}
+STYLE = {
+    "font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 9, "figure.dpi": 110,
+    "svg.hashsalt": "anymdp-bench",  # fixed SVG element ids: the same results give the same bytes
+}
 
 
 def arch_color(arch: str) -> str:

@@ -105,6 +105,9 @@ def test_plots_are_written_and_not_blank(results_dir, tmp_path):
             image = matplotlib.image.imread(path)
             assert image.shape[0] > 300 and image[..., :3].std() > 0.05
     assert arch_color("gdn") != arch_color("rwkv7")
+    again = make_plots(results_dir, tmp_path / "again")
+    for first, second in zip(written, again, strict=True):  # same results, same bytes (SVG ids included)
+        assert first.read_bytes() == second.read_bytes()
 
 
 def test_validate_cli_exit_codes(results_dir, capsys):
