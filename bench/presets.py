@@ -44,6 +44,13 @@ class DataSpec:
     """Probability of each behavior kind (random, q_learning, model_based, mixture, eps_oracle,
     oracle) at a sequence start and at every policy switch."""
 
+    def custom_policy_weights(self) -> list[float] | None:
+        """`policy_weights` if they are not the default, else None. Data definitions and preset
+        digests record them only then, so that data and results made before the setting existed
+        stay valid."""
+        weights = [float(w) for w in self.policy_weights]
+        return None if tuple(weights) == DEFAULT_POLICY_WEIGHTS else weights
+
 
 @dataclass(frozen=True)
 class RecipeSpec:
@@ -107,7 +114,7 @@ class Preset:
         `data.policy_weights` counts only when not the default, so results made before that field
         existed keep their digest."""
         fields = asdict(self)
-        if tuple(map(float, self.data.policy_weights)) == DEFAULT_POLICY_WEIGHTS:
+        if self.data.custom_policy_weights() is None:
             del fields["data"]["policy_weights"]
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 

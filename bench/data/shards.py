@@ -30,7 +30,7 @@ from bench.data import split as sp
 from bench.data.synth import FIELDS, sub_batches, synthesize
 from bench.errors import BenchError
 from bench.io import atomic_save_npy, atomic_write_json, sha256_file
-from bench.presets import DEFAULT_POLICY_WEIGHTS, Preset
+from bench.presets import Preset
 
 FORMAT = "anymdp-dpd-v1"
 """Data format id: bump when the synthesis or the layout changes (it changes every byte)."""
@@ -93,9 +93,8 @@ def definition(preset: Preset, split: str) -> dict:
         "seq_len": spec.seq_len,
         "shard_size": spec.shard_size,
     }
-    # Recorded only when not the default mixture, so data built before the field existed stays valid.
-    if tuple(map(float, spec.policy_weights)) != DEFAULT_POLICY_WEIGHTS:
-        found["policy_weights"] = list(map(float, spec.policy_weights))
+    if spec.custom_policy_weights() is not None:
+        found["policy_weights"] = spec.custom_policy_weights()
     return found
 
 
