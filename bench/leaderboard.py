@@ -122,8 +122,9 @@ def _long_context_ce(docs: list[dict]) -> str:
 def _peak_memory(docs: list[dict]) -> str:
     values = [doc["manifest"]["peak_memory_bytes"] for doc in docs]
     if any(v is None for v in values):
-        return "— (CPU)"
-    return f"{max(values) / 2**20:.0f} MiB"
+        return "— (CPU)"  # CPU results written before CPU runs recorded their peak RSS
+    on_cpu = any(doc["manifest"]["device"] == "cpu" for doc in docs)
+    return f"{max(values) / 2**20:.0f} MiB{' RSS' if on_cpu else ''}"
 
 
 def arch_row(name: str, docs: list[dict], rng: np.random.Generator) -> Row:

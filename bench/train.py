@@ -17,6 +17,7 @@ import contextlib
 import io
 import math
 import os
+import resource
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -78,7 +79,13 @@ class TrainResult:
     wall_s: float = 0.0
     """Seconds spent in training over the whole run (across resumes; checkpoint writes included)."""
     peak_memory_bytes: int | None = None
-    """Peak CUDA memory, or None on CPU."""
+    """Peak CUDA memory allocated on a GPU; on CPU the process's peak resident set size (everything
+    it held: libraries, data and model)."""
+
+
+def peak_rss_bytes() -> int:
+    """The peak resident set size of this process so far (Linux reports it in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def available_cores() -> int:
@@ -314,5 +321,5 @@ def train(model: ICRLModel, recipe: RecipeSpec, batches: BatchSource, options: T
         loss_curve=loss_curve,
         tokens_per_s=tokens / wall if wall > 0 else 0.0,
         wall_s=wall,
-        peak_memory_bytes=int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None,
+        peak_memory_bytes=int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else peak_rss_bytes(),
     )

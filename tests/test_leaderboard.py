@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bench import cli, results
-from bench.leaderboard import collect, render, write_leaderboard
+from bench.leaderboard import _peak_memory, collect, render, write_leaderboard
 from bench.perf_backbones import scaling_record
 from bench.plot import arch_color, make_plots
 from bench.validate import agent_episodes, validate_doc
@@ -135,3 +135,13 @@ def test_perf_backbones_json_needs_the_scaling_table(capsys, tmp_path):
     assert cli.main(["perf", "backbones", "--only", "step", "--json", str(tmp_path / "x.json")]) == 2
     assert "--json writes the scaling table" in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()
+
+
+def test_peak_memory_cell_names_cpu_rss_and_older_cpu_files():
+    gpu, cpu, old = (make_result("gdn", 0, 0.5) for _ in range(3))
+    gpu["manifest"].update(device="NVIDIA H100", peak_memory_bytes=3 * 2**30)
+    cpu["manifest"].update(device="cpu", peak_memory_bytes=900 * 2**20)
+    old["manifest"].update(device="cpu", peak_memory_bytes=None)
+    assert _peak_memory([gpu]) == "3072 MiB"
+    assert _peak_memory([cpu]) == "900 MiB RSS"
+    assert _peak_memory([cpu, old]) == "— (CPU)"

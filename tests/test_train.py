@@ -116,6 +116,7 @@ def test_training_learns_and_is_deterministic(tmp_path):
     first, last = result.loss_curve[0][1], result.loss_curve[-1][1]
     assert last < 0.8 * first
     assert (tmp_path / "a" / T.CHECKPOINT_NAME).exists()
+    assert result.peak_memory_bytes > 50 * 2**20  # on CPU: the process's peak RSS (torch alone is larger)
 
 
 def test_resume_after_interrupt_gives_identical_weights(tmp_path):
