@@ -93,8 +93,9 @@ def definition(preset: Preset, split: str) -> dict:
         "seq_len": spec.seq_len,
         "shard_size": spec.shard_size,
     }
-    if spec.custom_policy_weights() is not None:
-        found["policy_weights"] = spec.custom_policy_weights()
+    custom = spec.custom_policy_weights()
+    if custom is not None:
+        found["policy_weights"] = custom
     return found
 
 
