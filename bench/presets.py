@@ -19,6 +19,11 @@ DEFAULT_POLICY_WEIGHTS = (0.10, 0.20, 0.20, 0.25, 0.20, 0.05)
 """Behavior mixture of docs/data.md, in the order of `bench.data.behavior.POLICIES`: random,
 q_learning, model_based, mixture, eps_oracle, oracle."""
 
+LEARNER_POLICY_WEIGHTS = (0.25, 0.35, 0.40, 0.0, 0.0, 0.0)
+"""Only random and learning behaviors (no oracle-like ones): the tiny preset's mixture. With the
+default mixture a model of tiny's budget learns to copy the behavior's actions, which it then
+copies from itself in rollouts (docs/recipe.md)."""
+
 
 @dataclass(frozen=True)
 class DataSpec:
@@ -43,13 +48,6 @@ class DataSpec:
     policy_weights: tuple[float, ...] = DEFAULT_POLICY_WEIGHTS
     """Probability of each behavior kind (random, q_learning, model_based, mixture, eps_oracle,
     oracle) at a sequence start and at every policy switch."""
-
-    def custom_policy_weights(self) -> list[float] | None:
-        """`policy_weights` if they are not the default, else None. Data definitions and preset
-        digests record them only then, so that data and results made before the setting existed
-        stay valid."""
-        weights = [float(w) for w in self.policy_weights]
-        return None if tuple(weights) == DEFAULT_POLICY_WEIGHTS else weights
 
 
 @dataclass(frozen=True)
@@ -110,13 +108,8 @@ class Preset:
     """Seed of the split: train and test task seeds derive from it (see docs/data.md)."""
 
     def digest(self) -> str:
-        """sha256 over every field: a result records it, so runs of different presets never mix.
-        `data.policy_weights` counts only when not the default, so results made before that field
-        existed keep their digest."""
-        fields = asdict(self)
-        if self.data.custom_policy_weights() is None:
-            del fields["data"]["policy_weights"]
-        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+        """sha256 over every field: a result records it, so runs of different presets never mix."""
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
 
 
 PRESETS: dict[str, Preset] = {
@@ -127,12 +120,12 @@ PRESETS: dict[str, Preset] = {
         param_budget=400_000,
         n_heads=4,
         data=DataSpec(
-            train_tasks=4096, train_ns=(8, 16), seq_len=1024, shard_size=512,
-            test_ns=(1, 8, 16), test_tasks_per_ns=64,
+            train_tasks=8192, train_ns=(8, 16), seq_len=512, shard_size=512,
+            test_ns=(1, 8, 16), test_tasks_per_ns=64, policy_weights=LEARNER_POLICY_WEIGHTS,
         ),
         recipe=RecipeSpec(
-            layout="grouped", segment_len=256, batch_size=16, train_steps=400, lr=2e-3, warmup_steps=30,
-            position_ramp_steps=128, checkpoint_every=100, eval_steps=1024, temperature=(1.0, 0.1, 1024),
+            layout="grouped", segment_len=256, batch_size=32, train_steps=600, lr=2e-3, warmup_steps=45,
+            position_ramp_steps=128, checkpoint_every=50, eval_steps=512, temperature=(1.0, 0.1, 10_000),
         ),
     ),
     # One GPU, about an hour.

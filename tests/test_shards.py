@@ -91,7 +91,7 @@ def test_missing_shard_named_with_command(tmp_path, capsys):
     assert all("missing" in p and "python -m bench data build --preset micro" in p for p in problems)
     code = cli_main(["data", "verify", "--preset", "tiny", "--root", str(tmp_path / "none")])
     err = capsys.readouterr().err
-    assert code == 1 and "--shard 7/8" in err and "FAILED" in err
+    assert code == 1 and "--shard 15/16" in err and "FAILED" in err
 
 
 def test_interrupted_build_resumes(monkeypatch, tmp_path):
@@ -150,7 +150,7 @@ def test_verify_tasks_names_the_first_drifted_task(built, monkeypatch):
 
 def test_policy_weights_are_part_of_the_data_definition(built, tmp_path):
     root, _ = built
-    other = micro(policy_weights=(0.25, 0.35, 0.4, 0, 0, 0))
+    other = micro(policy_weights=(0.1, 0.2, 0.2, 0.25, 0.2, 0.05))
     assert shards.definition(other, "train") != shards.definition(micro(), "train")
     with pytest.raises(BenchError, match="another definition"):
         shards.build(other, root, workers=1, progress=False)

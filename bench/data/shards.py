@@ -81,9 +81,9 @@ def parse_shard_spec(spec: str) -> tuple[int, int]:
 
 
 def definition(preset: Preset, split: str) -> dict:
-    """Everything that fixes a split's bytes (its tasks, sequence length and sharding)."""
+    """Everything that fixes a split's bytes (its tasks, sequence length, sharding and behavior mixture)."""
     spec = preset.data
-    found = {
+    return {
         "format": FORMAT,
         "split": split,
         "split_seed": preset.split_seed,
@@ -92,11 +92,8 @@ def definition(preset: Preset, split: str) -> dict:
         "na": spec.na,
         "seq_len": spec.seq_len,
         "shard_size": spec.shard_size,
+        "policy_weights": [float(w) for w in spec.policy_weights],
     }
-    custom = spec.custom_policy_weights()
-    if custom is not None:
-        found["policy_weights"] = custom
-    return found
 
 
 def _digest(obj: object) -> str:
