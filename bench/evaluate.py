@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from bench import metrics
+from bench.anymdp import portable as pt
 from bench.anymdp.batched import BatchedEnv
 from bench.anymdp.solvers import TaskArrays, backward_induction, oracle_returns, random_returns
 from bench.anymdp.task import Task
@@ -60,7 +61,7 @@ def temperature_at(step: int, schedule: tuple[float, float, int]) -> float:
 def sample_actions(logits: np.ndarray, temperature: float, rng: np.random.Generator) -> np.ndarray:
     """One action per row of `logits` (B, na) from softmax(logits / temperature)."""
     scaled = logits / temperature
-    probs = np.exp(scaled - scaled.max(axis=1, keepdims=True))
+    probs = pt.exp(scaled - scaled.max(axis=1, keepdims=True))
     cumulative = np.cumsum(probs, axis=1)
     u = rng.random(len(logits))[:, None] * cumulative[:, -1:]
     return np.minimum((cumulative <= u).sum(axis=1), logits.shape[1] - 1)

@@ -1,4 +1,5 @@
 import os
 
-# As `python -m bench` does (bench/__main__.py): one BLAS thread for NumPy's small linear algebra.
+# As `python -m bench` does (bench/__main__.py), for speed only: no result depends on it
+# (tests/test_machine_independence.py runs without it).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")

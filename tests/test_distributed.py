@@ -3,8 +3,10 @@ process, errors reach every rank, only rank 0 writes, and shards built apart are
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import math
 import multiprocessing
 import os
 import shutil
@@ -12,6 +14,7 @@ import socket
 import traceback
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
@@ -115,10 +118,31 @@ def batches(epoch: int, rank: int, world_size: int):
     return [{k: v[rank * local : (rank + 1) * local] for k, v in global_batch(10 * epoch + i).items()} for i in range(3)]
 
 
-def train_micro(run_dir: Path) -> dict:
+@contextlib.contextmanager
+def optimiser(name: str):
+    """The recipe's AdamW, or plain SGD in its place (same groups, lr schedule and clipping)."""
+    if name == "adamw":
+        yield
+        return
+    with mock.patch.object(torch.optim, "AdamW", lambda groups, lr, betas: torch.optim.SGD(groups, lr=lr)):
+        yield
+
+
+def trained(run_dir: Path, model: dict, losses: list[float]) -> dict:
+    """What the comparison needs of a run: weights, loss curve, the optimiser's settings (checkpoint)."""
+    group = torch.load(run_dir / T.CHECKPOINT_NAME, weights_only=False)["optimizer"]["param_groups"][0]
+    return {"weights": {k: v.clone() for k, v in model.items()}, "losses": losses, "group": group}
+
+
+def train_micro(run_dir: Path, name: str = "adamw") -> dict:
     model = micro_model()
-    result = T.train(model, TRAIN_MICRO.recipe, batches, T.TrainOptions(run_dir=run_dir, progress=False, threads=1))
-    return {"weights": {k: v.clone() for k, v in model.state_dict().items()}, "losses": [l for _, l in result.loss_curve], "tokens": result.tokens}
+    with optimiser(name):
+        result = T.train(model, TRAIN_MICRO.recipe, batches, T.TrainOptions(run_dir=run_dir, progress=False, threads=1))
+    return trained(run_dir, model.state_dict(), [l for _, l in result.loss_curve]) | {"tokens": result.tokens}
+
+
+def train_micro_both(run_dir: Path) -> dict:
+    return {name: train_micro(run_dir / name, name) for name in ("adamw", "sgd")}
 
 
 def test_ddp_denominators_and_mask_rows_match_the_global_batch():
@@ -128,6 +152,62 @@ def test_ddp_denominators_and_mask_rows_match_the_global_batch():
     whole = T.prepare_batch(batch, 99, 0.5, g.manual_seed(3))["obs"]
     halves = [T.prepare_batch({k: v[2 * r : 2 * r + 2] for k, v in batch.items()}, 99, 0.5, g.manual_seed(3), (r, 2))["obs"] for r in range(2)]
     assert torch.equal(torch.cat(halves), whole) and (whole == 99).any()
+
+
+# ---- comparing a run of 2 ranks with one process ----------------------------------------------------
+# DDP sums gradients in another order than one process: the gradients agree to rounding, not bit for bit.
+
+LOSS_RTOL = 1e-5
+"""Loss curves: each step's loss is computed on weights that agree to rounding (see below)."""
+GRAD_ATOL = 1e-5
+"""SGD: per-element gradient difference allowed, as a fraction of `grad_clip` (clipped gradients
+are at most grad_clip per element; fp32 sums in another order differ by ~1e-7 of their terms)."""
+AGREE_ATOL, AGREE_FRACTION = 1e-6, 0.999
+"""AdamW: the fraction of weights that must agree to AGREE_ATOL (see assert_same_weights)."""
+
+
+def lr_total(recipe) -> float:
+    """sum_t lr_t over the run's steps: the schedule of bench/train.py (LambdaLR of lr_factor)."""
+    return sum(recipe.lr * T.lr_factor(s, recipe.warmup_steps, recipe.train_steps) for s in range(recipe.train_steps))
+
+
+def weight_differences(got: dict, want: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """|a - b| of every weight, and |b|."""
+    assert got["weights"].keys() == want["weights"].keys()
+    a, b = (torch.cat([run["weights"][k].double().flatten() for k in want["weights"]]) for run in (got, want))
+    return (a - b).abs(), b.abs()
+
+
+def assert_same_losses(got: dict, want: dict) -> None:
+    assert got["losses"] == pytest.approx(want["losses"], rel=LOSS_RTOL)
+
+
+def assert_same_weights(got: dict, want: dict, recipe) -> None:
+    """`got` (2 ranks) took the steps of `want` (one process on the global batch).
+
+    SGD: a weight moves by lr_t * g_t, rounded to fp32, so |a - b| <= sum_t (lr_t * |g_a - g_b| +
+    eps * |w|): every weight must agree to sum_t lr_t * grad_clip * GRAD_ATOL (9e-8 for the micro
+    recipe) plus one ulp of the weight per step, a bound that holds on any CPU.
+
+    AdamW: a weight moves by lr_t * m/(sqrt(v) + eps); for a gradient near 0 the last-bit rounding
+    of the all-reduce changes that ratio by O(1), so a few weights may differ by up to the update
+    size itself. By Cauchy-Schwarz |m/sqrt(v)| <= (1-b1)/sqrt((1-b2)(1-b1^2/b2)) (1.17 for the
+    recipe's betas), and decoupled decay only shrinks a difference, so every |a - b| is at most
+    2 * 1.17 * sum_t lr_t; that cap holds for any AdamW run, so the test is that all the same
+    nearly every weight agrees to AGREE_ATOL, which a run whose gradients differ beyond rounding
+    (a wrong rank weighting) does not."""
+    diff, size = weight_differences(got, want)
+    assert got["group"].keys() == want["group"].keys()  # the same optimiser
+    if "betas" not in want["group"]:  # SGD
+        rounding = recipe.train_steps * torch.finfo(torch.float32).eps * size
+        excess = diff - rounding - lr_total(recipe) * recipe.grad_clip * GRAD_ATOL
+        assert excess.max() <= 0, f"max |a - b| = {diff.max():.3g}, {int((excess > 0).sum())} weights beyond the bound"
+        return
+    b1, b2 = want["group"]["betas"]
+    cap = 2 * (1 - b1) / math.sqrt((1 - b2) * (1 - b1**2 / b2)) * lr_total(recipe)
+    assert diff.max() <= cap, f"max |a - b| = {diff.max():.3g} > {cap:.3g}"
+    agree = float((diff <= AGREE_ATOL).double().mean())
+    assert agree >= AGREE_FRACTION, f"{agree:.4%} of {diff.numel()} weights agree to {AGREE_ATOL} (max |a - b| = {diff.max():.3g})"
 
 
 # ---- the whole run: same result, one writer, errors on every rank ---------------------------------
@@ -153,25 +233,25 @@ def run_micro(preset, options: RunOptions, per_rank_roots: list[str] | None = No
 
 def train_and_run(train_dir: Path, preset, options: RunOptions) -> dict:
     """Both checks of one launch (each launch costs seconds of process start): the recipe, then the run."""
-    return {"train": train_micro(train_dir), "result": run_micro(preset, options)}
+    return {"train": train_micro_both(train_dir), "result": run_micro(preset, options)}
 
 
 def test_two_ranks_train_and_evaluate_like_one_process_and_rank_0_writes_once(built, tmp_path):
     halves = [batches(0, r, 2)[0] for r in range(2)]
     valid = [int((~h["done"][:, :-1]).sum()) for h in halves]
     assert valid[0] != valid[1]  # per-rank loss means would weight the halves unequally
-    single_train = train_micro(tmp_path / "single-train")
+    single_train = train_micro_both(tmp_path / "single-train")
     (single_path,) = run("gdn", RUN_MICRO, [0], run_options(tmp_path / "single", built))
     ranks = launch(tmp_path, 2, train_and_run, tmp_path / "ddp-train", RUN_MICRO, run_options(tmp_path / "ddp", built))
 
-    # the recipe: after 4 AdamW steps, the weights of one process on the global batch
+    # the recipe: after 4 AdamW (and 4 plain SGD) steps, the weights of one process on the global batch
     for outcome in ranks:
-        trained = outcome["value"]["train"]
-        assert trained["tokens"] == single_train["tokens"]
-        assert trained["losses"] == pytest.approx(single_train["losses"], rel=1e-6)
-        for name, weight in single_train["weights"].items():
-            torch.testing.assert_close(trained["weights"][name], weight, rtol=1e-6, atol=1e-7)
-    assert torch.load(tmp_path / "ddp-train" / T.CHECKPOINT_NAME, weights_only=False)["step"] == 4
+        for name, want in single_train.items():
+            got = outcome["value"]["train"][name]
+            assert got["tokens"] == want["tokens"]
+            assert_same_losses(got, want)
+            assert_same_weights(got, want, TRAIN_MICRO.recipe)
+    assert torch.load(tmp_path / "ddp-train" / "adamw" / T.CHECKPOINT_NAME, weights_only=False)["step"] == 4
 
     # the run: one result file, by rank 0, equal to the one-process result
     assert [o["value"]["result"] for o in ranks] == [str(tmp_path / "ddp" / "results" / "tiny" / "gdn" / "seed0.json")] * 2
@@ -182,10 +262,44 @@ def test_two_ranks_train_and_evaluate_like_one_process_and_rank_0_writes_once(bu
     assert doc["interactive"] == single["interactive"]  # the model's half of the tasks per rank, gathered each step
     assert [l for _, l in doc["training"]["loss_curve"]] == pytest.approx([l for _, l in single["training"]["loss_curve"]], rel=1e-5)
     assert doc["offline"]["overall"] == pytest.approx(single["offline"]["overall"], rel=1e-4)
-    a = torch.load(tmp_path / "single" / "runs" / "tiny" / "gdn" / "seed0" / T.CHECKPOINT_NAME, weights_only=False)["model"]
-    b = torch.load(tmp_path / "ddp" / "runs" / "tiny" / "gdn" / "seed0" / T.CHECKPOINT_NAME, weights_only=False)["model"]
-    for name in a:  # AdamW divides by sqrt(v): a gradient near 0 that differs in its last bits moves a weight by ~1e-6
-        torch.testing.assert_close(b[name], a[name], rtol=1e-5, atol=1e-5)
+    a, b = (checkpoint_run(tmp_path / kind / "runs" / "tiny" / "gdn" / "seed0") for kind in ("single", "ddp"))
+    assert_same_weights(b, a, RUN_MICRO.recipe)  # 405,502 weights
+
+
+def checkpoint_run(run_dir: Path) -> dict:
+    saved = torch.load(run_dir / T.CHECKPOINT_NAME, weights_only=False)
+    return trained(run_dir, saved["model"], [l for _, l in saved["loss_curve"]])
+
+
+# ---- the comparison fails when ranks are weighted wrongly -------------------------------------------
+
+_ddp_denominators = distributed.ddp_denominators
+BUGS = {
+    # each rank divides by its own totals: the halves (34 and 43 next-observation targets) weigh unequally
+    "per-rank means": lambda totals: dict(totals),
+    # rank 1's loss, so its gradient, counted twice
+    "rank 1 twice": lambda totals: {k: v / (1 + distributed.dist_info()[0]) for k, v in _ddp_denominators(totals).items()},
+}
+
+
+def train_with_bugs(run_dir: Path) -> dict:
+    out = {}
+    for bug, denominators in BUGS.items():
+        with mock.patch.object(distributed, "ddp_denominators", denominators):
+            out[bug] = train_micro_both(run_dir / bug.replace(" ", "-"))
+    return out
+
+
+def test_the_comparison_fails_when_the_ranks_are_weighted_wrongly(tmp_path):
+    """The checks of the test above, on a 2-rank run whose gradient is not the global batch's."""
+    single = train_micro_both(tmp_path / "single")
+    bugged = launch(tmp_path, 2, train_with_bugs, tmp_path / "ddp")[0]["value"]
+    for runs in bugged.values():
+        for name, got in runs.items():
+            with pytest.raises(AssertionError, match="weights agree to|weights beyond the bound"):
+                assert_same_weights(got, single[name], TRAIN_MICRO.recipe)
+            with pytest.raises(AssertionError):
+                assert_same_losses(got, single[name])
 
 
 def failures(out: Path, built: Path, tmp_path: Path) -> dict:

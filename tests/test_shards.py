@@ -138,14 +138,39 @@ def test_bad_input_leaves_finished_shards_intact(built, tmp_path, capsys):
     assert checksums(root) == before and shards.verify_shards(micro(), root) == []
 
 
-def test_verify_tasks_names_the_first_drifted_task(built, monkeypatch):
+def test_verify_tasks_names_each_drifted_task_its_arrays_and_the_likely_cause(built, monkeypatch):
     root, _ = built
-    assert shards.verify_tasks(micro(), root, progress=False) == 13 + 0  # no committed test.json for "micro"
-    drifted_seed = sp.train_task_seed(micro(), 6)
+    assert shards.verify_tasks(micro(), root, progress=False) == (13, [])  # no committed test.json for "micro"
+    seeds = {sp.train_task_seed(micro(), i): i for i in (2, 6, 7)}
     real = sp.sample_task
-    monkeypatch.setattr(sp, "sample_task", lambda ns, na, seed: real(ns, na, seed=seed + (seed == drifted_seed)))
-    with pytest.raises(BenchError, match=f"train task 6 \\(seed {drifted_seed}\\) drifted"):
-        shards.verify_tasks(micro(), root, progress=False)
+
+    def drifting(ns, na, seed):
+        task = real(ns, na, seed=seed)
+        if seeds.get(seed) == 2:  # another task altogether
+            return real(ns, na, seed=seed + 1)
+        reward = task.reward.copy()
+        if seeds.get(seed) == 6:  # rounding-level differences, as another CPU's arithmetic would make
+            reward[0, 0, :] *= 1 + 1e-13
+        if seeds.get(seed) == 7:  # one entry off in its last bit: the sum does not move
+            reward[0, 0, 1] = np.nextafter(reward[0, 0, 1], np.inf)
+        return dataclasses.replace(task, reward=reward)
+
+    monkeypatch.setattr(sp, "sample_task", drifting)
+    checked, drifted = shards.verify_tasks(micro(), root, progress=False)
+    assert checked == 13 and len(drifted) == 3
+    assert drifted[0].startswith("train task 2 (ns ") and "a different task" in drifted[0]
+    assert drifted[1].startswith("train task 6 (ns ") and "differs in reward (sum" in drifted[1]
+    assert "transition" not in drifted[1] and "rounding-level difference" in drifted[1]
+    assert "no array's sum moved" in drifted[2] and "rounding-level difference" in drifted[2]
+
+
+def test_explain_drift_uses_the_array_digests_of_test_records():
+    task = sp.sample_tasks([(8, 5, 11)])[0]
+    record = shards.task_record(0, task)
+    assert shards.explain_drift("test task 0", task, record["fingerprint"], record["arrays"]) is None
+    moved = dataclasses.replace(task, permutation=task.permutation[::-1].copy())
+    line = shards.explain_drift("test task 0", moved, record["fingerprint"], record["arrays"])
+    assert "permutation (same sum: entries moved" in line and "reward" not in line
 
 
 def test_policy_weights_are_part_of_the_data_definition(built, tmp_path):

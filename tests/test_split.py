@@ -83,7 +83,7 @@ def test_committed_test_manifest_matches_the_split(name):
 
 def test_committed_tiny_train_digest_matches_the_definition():
     committed = shards.committed_train(PRESETS["tiny"])
-    assert committed is not None, "datasets/anymdp-v1/tiny/train.json is missing or stale"
+    assert committed is not None, "datasets/anymdp-v2/tiny/train.json is missing or stale"
     assert len(committed["shards"]) == shards.n_shards(PRESETS["tiny"], "train")
 
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from bench.anymdp import portable as pt
 from bench.anymdp.solvers import TaskArrays, label_policy
 from bench.anymdp.task import Task
 from bench.errors import BenchError
@@ -91,7 +92,7 @@ class BatchedEnv:
         """
         if self._cursor == self._uniform.shape[0]:
             self._uniform = self.rng.random((RANDOM_BLOCK, 2, self.batch))
-            self._normal = self.rng.standard_normal((RANDOM_BLOCK, self.batch))
+            self._normal = pt.standard_normal(self.rng, (RANDOM_BLOCK, self.batch))
             self._cursor = 0
         uniform, normal = self._uniform[self._cursor], self._normal[self._cursor]
         self._cursor += 1

@@ -18,6 +18,7 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
+from bench.anymdp import portable as pt
 from bench.anymdp.task import Task
 from bench.errors import BenchError
 
@@ -36,6 +37,7 @@ class AnyMDPEnv(gymnasium.Env):
         self.observation_space = spaces.Discrete(task.ns)
         self.action_space = spaces.Discrete(task.na)
         self._cumulative = np.cumsum(task.transition, axis=2)
+        self._start_cumulative = np.cumsum(task.start)
         self._state = -1
         self._steps = 0
         self._finished = True
@@ -46,9 +48,13 @@ class AnyMDPEnv(gymnasium.Env):
     def _info(self) -> dict[str, Any]:
         return {"inner_state": int(self._state), "steps": self._steps}
 
+    def _draw(self, cumulative: np.ndarray) -> int:
+        """The first index whose cumulative probability exceeds a uniform draw (never a zero-probability one)."""
+        return int(np.searchsorted(cumulative, self.np_random.random() * cumulative[-1], side="right"))
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        self._state = int(self.np_random.choice(self.task.ns, p=self.task.start))
+        self._state = self._draw(self._start_cumulative)
         self._steps = 0
         self._finished = False
         return self._observe(), self._info()
@@ -62,12 +68,10 @@ class AnyMDPEnv(gymnasium.Env):
         action = int(action)
         if not 0 <= action < self.task.na:
             raise BenchError(f"action must be an int in [0, {self.task.na}); got {action}")
-        row = self._cumulative[self._state, action]
-        # first next state whose cumulative probability exceeds the draw (never a zero-probability one)
-        next_state = int(np.searchsorted(row, self.np_random.random() * row[-1], side="right"))
+        next_state = self._draw(self._cumulative[self._state, action])
         mean = self.task.reward[self._state, action, next_state]
         std = self.task.reward_noise[self._state, action, next_state]
-        reward = float(mean + std * self.np_random.standard_normal())
+        reward = float(mean + std * pt.standard_normal(self.np_random, 1)[0])
         self._state = next_state
         self._steps += 1
         terminated = bool(self.task.terminal[next_state])

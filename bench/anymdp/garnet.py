@@ -4,7 +4,7 @@ Follows xenoverse 0.1.14.0 `GarnetTaskSampler` / `sample_garnet` (Archibald et a
 Bhatnagar et al. 2009): each (s, a) moves to `b` distinct next states drawn uniformly, with
 probabilities from a uniform random partition of 1 (a flat Dirichlet); rewards ~ N(0, sigma^2)
 on every (s, a, s'), no noise, no terminal states, start at inner state 0; episode length drawn
-as for AnyMDP. No repair loop and no quality filter.
+as for AnyMDP. No repair loop and no quality filter. Portable arithmetic (`bench.anymdp.portable`).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 
+from bench.anymdp import portable as pt
 from bench.anymdp.sampler import check_int, sample_max_steps
 from bench.anymdp.task import Task
 from bench.errors import BenchError
@@ -32,7 +33,7 @@ def sample_garnet(ns: int, na: int, b: int, seed: int, reward_std: float = DEFAU
     seed = check_int("seed", seed, 0)
     if isinstance(reward_std, bool) or not isinstance(reward_std, (int, float)) or not reward_std >= 0:
         raise BenchError(f"reward_std must be a number >= 0; got {reward_std!r}")
-    rng = np.random.default_rng([GARNET_STREAM, ns, na, b, seed])
+    rng = pt.Variates(np.random.default_rng([GARNET_STREAM, ns, na, b, seed]))
     horizon = math.ceil(sample_max_steps(rng, ns))
     permutation = rng.permutation(ns)
     # b distinct next states per (s, a): the b smallest of ns uniform keys
@@ -41,7 +42,7 @@ def sample_garnet(ns: int, na: int, b: int, seed: int, reward_std: float = DEFAU
     edges = np.concatenate([np.zeros((ns, na, 1)), cuts, np.ones((ns, na, 1))], axis=2)
     transition = np.zeros((ns, na, ns))
     np.put_along_axis(transition, next_states, np.diff(edges, axis=2), axis=2)
-    reward = rng.normal(size=(ns, na, ns)) * float(reward_std)
+    reward = rng.standard_normal((ns, na, ns)) * float(reward_std)
     start = np.zeros(ns)
     start[0] = 1.0
     return Task(

@@ -6,16 +6,19 @@ after its role there; docs/anymdp.md lists them and each deliberate deviation.
 
 Randomness comes only from a private `numpy.random.Generator` seeded with (stream, ns, na, seed);
 value functions come from exact policy iteration, so filter decisions do not depend on the
-tolerance of an iterative solver.
+tolerance of an iterative solver. All arithmetic is `bench.anymdp.portable`'s, so a task has the
+same bits on every CPU, BLAS and SIMD level.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from bench.anymdp import portable as pt
 from bench.anymdp.task import Task
 from bench.errors import BenchError
 
@@ -77,13 +80,13 @@ def check_ns(ns: object) -> int:
     return ns
 
 
-def sample_max_steps(rng: np.random.Generator, ns: int) -> float:
+def sample_max_steps(rng: pt.Variates, ns: int) -> float:
     """The official episode length draw; truncation happens at ceil(max_steps)."""
     if ns == 1:
         return 1.0
     low = max(HORIZON_LOW_PER_STATE * ns, HORIZON_LOW_MIN)
     high = max(min(HORIZON_HIGH_PER_STATE * ns, HORIZON_HIGH_MAX), low + 1)
-    return float(rng.uniform(low, high))
+    return rng.uniform(low, high)
 
 
 # ---------------------------------------------------------------- exact solvers (one task)
@@ -93,7 +96,7 @@ def _policy_values(transition: np.ndarray, mean_reward: np.ndarray, gamma: float
     states = np.arange(transition.shape[0])
     p_pi = transition[states, policy]
     r_pi = mean_reward[states, policy]
-    return np.linalg.solve(np.eye(len(states)) - gamma * p_pi, r_pi)
+    return pt.solve_dominant(np.eye(len(states)) - gamma * p_pi, r_pi)
 
 
 def optimal_q(
@@ -108,7 +111,7 @@ def optimal_q(
     states = np.arange(transition.shape[0])
     policy = mean_reward.argmax(axis=1) if policy is None else policy
     for _ in range(POLICY_ITERATION_LIMIT):
-        q = mean_reward + gamma * transition @ _policy_values(transition, mean_reward, gamma, policy)
+        q = mean_reward + gamma * pt.dot(transition, _policy_values(transition, mean_reward, gamma, policy))
         best = q.argmax(axis=1)
         current = q[states, policy]
         better = q[states, best] > current + IMPROVEMENT_TOL * (1.0 + np.abs(current))
@@ -121,8 +124,8 @@ def optimal_q(
 def random_policy_q(transition: np.ndarray, mean_reward: np.ndarray, gamma: float) -> np.ndarray:
     """(ns, na) Q of the uniform-random policy (act a, then uniform random)."""
     ns = transition.shape[0]
-    values = np.linalg.solve(np.eye(ns) - gamma * transition.mean(axis=1), mean_reward.mean(axis=1))
-    return mean_reward + gamma * transition @ values
+    values = pt.solve_dominant(np.eye(ns) - gamma * transition.mean(axis=1), mean_reward.mean(axis=1))
+    return mean_reward + gamma * pt.dot(transition, values)
 
 
 # ---------------------------------------------------------------- quality measures
@@ -144,12 +147,18 @@ class Quality:
         return self.gap >= MIN_GAP and self.gini > MIN_GINI and self.entropy > MIN_ENTROPY
 
 
+@functools.cache
+def _filter_gamma(ns: int) -> float:
+    """gamma' = 2 ** (-1 / ns) of the quality filter."""
+    return float(pt.exp(-pt.LN2 / ns))
+
+
 def quality_of(
     transition: np.ndarray, mean_reward: np.ndarray, start: np.ndarray, terminal: np.ndarray, horizon: int
 ) -> Quality:
     """The official `check_valuefunction` quantities, computed exactly (ns >= 2)."""
     ns = transition.shape[0]
-    gamma = 2.0 ** (-1.0 / ns)
+    gamma = _filter_gamma(ns)
     q_opt = optimal_q(transition, mean_reward, gamma)
     q_rand = random_policy_q(transition, mean_reward, gamma)
     starts = np.flatnonzero(start > 0)
@@ -158,11 +167,11 @@ def quality_of(
     # long-run visits of the greedy policy; a terminal state restarts from the start distribution
     chain = transition[np.arange(ns), q_opt.argmax(axis=1)].copy()
     chain[terminal] = start
-    for _ in range(int(math.log2(horizon)) + 1):
-        chain = chain @ chain
+    for _ in range(horizon.bit_length()):  # floor(log2(horizon)) + 1 squarings
+        chain = pt.matmul(chain, chain)
     visits = chain[starts] + VISIT_EPS
     gini = 1.0 - np.sum(visits * visits, axis=1)
-    entropy = -np.sum(visits * np.log(visits), axis=1) / math.log(ns)
+    entropy = -np.sum(visits * pt.log(visits), axis=1) / float(pt.log(ns))
     return Quality(gap=gap, gini=float(gini.min()), entropy=float(entropy.min()))
 
 
@@ -176,16 +185,16 @@ def task_quality(task: Task) -> Quality:
 # ---------------------------------------------------------------- generator steps
 
 
-def _sample_start(rng: np.random.Generator, ns: int) -> np.ndarray:
+def _sample_start(rng: pt.Variates, ns: int) -> np.ndarray:
     weights = np.zeros(START_RANGE)
     while weights.sum() < EPS:
-        weights = np.clip(rng.normal(size=START_RANGE), 0.0, None)
+        weights = np.clip(rng.standard_normal(START_RANGE), 0.0, None)
     start = np.zeros(ns)
     start[:START_RANGE] = np.where(weights > EPS, weights, 0.0) / weights[weights > EPS].sum()
     return start
 
 
-def _sample_terminals(rng: np.random.Generator, ns: int, start: np.ndarray) -> tuple[np.ndarray, bool]:
+def _sample_terminals(rng: pt.Variates, ns: int, start: np.ndarray) -> tuple[np.ndarray, bool]:
     rate = max(rng.uniform(PITFALL_RATE_LOW, PITFALL_RATE_HIGH), 0.0)
     while True:  # the official draw rejects pitfall counts above ns * rate
         terminal = rng.random(ns) < rate
@@ -197,7 +206,7 @@ def _sample_terminals(rng: np.random.Generator, ns: int, start: np.ndarray) -> t
     return terminal, has_goal
 
 
-def _sample_bands(rng: np.random.Generator, ns: int, terminal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _sample_bands(rng: pt.Variates, ns: int, terminal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """[band_from, band_to) per state: back up to ns//2 + 1, forward up to ns//4 + 1, widened until
     two non-terminal states lie strictly ahead (or the band reaches the end)."""
     states = np.arange(ns)
@@ -215,12 +224,12 @@ def _sample_bands(rng: np.random.Generator, ns: int, terminal: np.ndarray) -> tu
     return band_from, band_to
 
 
-def _sample_transition(rng: np.random.Generator, ns: int, na: int, terminal: np.ndarray) -> np.ndarray:
+def _sample_transition(rng: pt.Variates, ns: int, na: int, terminal: np.ndarray) -> np.ndarray:
     band_from, band_to = _sample_bands(rng, ns, terminal)
     columns = np.arange(ns)
     in_band = (columns >= band_from[:, None]) & (columns < band_to[:, None])
     # state-to-state band weights
-    weights = np.clip(rng.normal(size=(ns, ns)), BAND_WEIGHT_MIN, BAND_WEIGHT_MAX) * in_band
+    weights = np.clip(rng.standard_normal((ns, ns)), BAND_WEIGHT_MIN, BAND_WEIGHT_MAX) * in_band
     weights[columns, columns] *= SELF_LOOP_FACTOR
     weights[-1, -1] = 0.0
     weights /= weights.sum(axis=1, keepdims=True)
@@ -228,7 +237,7 @@ def _sample_transition(rng: np.random.Generator, ns: int, na: int, terminal: np.
     centres = rng.uniform(band_from[:, None] - 1, band_to[:, None], size=(ns, na))
     sigma = np.clip(rng.exponential(1.0, size=ns), SIGMA_MIN, SIGMA_MAX)
     distance = (centres[:, :, None] - columns[None, None, :]) ** 2
-    share = np.exp(-distance / sigma[:, None, None] ** 2) * in_band[:, None, :]
+    share = pt.exp(-distance / sigma[:, None, None] ** 2) * in_band[:, None, :]
     lost = in_band & (share.sum(axis=1) < EPS)  # no action near this column: give it to the nearest
     rows, cols = np.nonzero(lost)
     share[rows, distance[rows, :, cols].argmin(axis=1), cols] = 1.0
@@ -240,7 +249,7 @@ def _sample_transition(rng: np.random.Generator, ns: int, na: int, terminal: np.
     return np.divide(transition, row_sum, out=np.zeros_like(transition), where=row_sum > 0)
 
 
-def _sample_potential(rng: np.random.Generator, ns: int) -> np.ndarray:
+def _sample_potential(rng: pt.Variates, ns: int) -> np.ndarray:
     """Random Fourier potential phi(s) (xenoverse's RandomFourier, ndim 1); zero 75 % of the time."""
     base = 0.0
     if rng.random() >= POTENTIAL_PROB_ZERO:
@@ -248,21 +257,22 @@ def _sample_potential(rng: np.random.Generator, ns: int) -> np.ndarray:
     box = max(rng.uniform(-base, base), 0.0)
     items = int(rng.integers(1, FOURIER_MAX_ITEMS + 1))
     scale = box / math.sqrt(items)
-    orders = np.concatenate([[0.0], rng.integers(1, FOURIER_MAX_ORDER + 1, size=items) + rng.normal(size=items)])
-    coeffs = rng.normal(size=(items + 1, 2)) * rng.exponential(scale, size=(items + 1, 2))
+    orders = np.concatenate([[0.0], rng.integers(1, FOURIER_MAX_ORDER + 1, size=items) + rng.standard_normal(items)])
+    coeffs = rng.standard_normal((items + 1, 2)) * rng.exponential(scale, size=(items + 1, 2))
     x = np.arange(ns) / (2.0 * ns)
     angles = orders[:, None] * x[None, :]
-    return coeffs[:, 0] @ np.sin(angles) + coeffs[:, 1] @ np.cos(angles)
+    sin, cos = pt.sin_cos(angles)
+    return pt.dot(coeffs[:, 0, None], sin, axis=0) + pt.dot(coeffs[:, 1, None], cos, axis=0)
 
 
 def _sample_raw_reward(
-    rng: np.random.Generator, ns: int, na: int, terminal: np.ndarray, has_goal: bool
+    rng: pt.Variates, ns: int, na: int, terminal: np.ndarray, has_goal: bool
 ) -> tuple[np.ndarray, np.ndarray]:
     """Composite reward and noise std on (s, a, s'), before the terminal arrival rewards."""
     potential = _sample_potential(rng, ns)
     # position term on s': a random increasing staircase minus a baseline
     base = rng.exponential(POSITION_SCALE)
-    steps = np.clip(rng.normal(size=ns), 0.0, None)
+    steps = np.clip(rng.standard_normal(ns), 0.0, None)
     steps[-1] += POSITION_LAST_BONUS
     cdf = np.cumsum(steps * base)
     position = cdf - rng.uniform(0.1 * cdf[-1], 0.9 * cdf[-1])
@@ -272,13 +282,13 @@ def _sample_raw_reward(
     # sparse state-action cost
     sa_base = float(np.clip(rng.exponential(SA_COST_SCALE), 0.0, SA_COST_MAX))
     present = rng.uniform(SA_COST_LOW, SA_COST_HIGH, size=(ns, na)) > 0
-    sa_cost = sa_base * rng.normal(size=(ns, na)) * present
-    sa_noise = SA_NOISE * sa_base * np.clip(rng.normal(size=(ns, na)), 0.0, None) * present
+    sa_cost = sa_base * rng.standard_normal((ns, na)) * present
+    sa_noise = SA_NOISE * sa_base * np.clip(rng.standard_normal((ns, na)), 0.0, None) * present
     # step cost with a goal, survival bonus with pitfalls only
     if has_goal:
-        step = min(rng.normal(), 0.0) * STEP_REWARD_SCALE
+        step = min(rng.standard_normal(), 0.0) * STEP_REWARD_SCALE
     elif terminal.any():
-        step = max(rng.normal(), 0.0) * STEP_REWARD_SCALE
+        step = max(rng.standard_normal(), 0.0) * STEP_REWARD_SCALE
     else:
         step = 0.0
     shaping = potential[:, None, None] - potential[None, None, :]
@@ -288,7 +298,7 @@ def _sample_raw_reward(
 
 
 def _repair_arrival_rewards(
-    rng: np.random.Generator,
+    rng: pt.Variates,
     transition: np.ndarray,
     raw_reward: np.ndarray,
     start: np.ndarray,
@@ -303,11 +313,11 @@ def _repair_arrival_rewards(
     pitfalls = terminal.copy()
     pitfalls[-1] = False
     last_valid = ns - 2 if has_goal else ns - 1
-    raw_mean = np.einsum("san,san->sa", transition, raw_reward)
+    raw_mean = pt.dot(transition, raw_reward)
     starts = start > 0
     policy = None
     for _ in range(REPAIR_TRIES):
-        q = optimal_q(transition, raw_mean + transition @ arrival, REPAIR_GAMMA, policy)
+        q = optimal_q(transition, raw_mean + pt.dot(transition, arrival), REPAIR_GAMMA, policy)
         policy, values = q.argmax(axis=1), q.max(axis=1)
         pit_gain = arrival.min() - values[~terminal].min() + 1.0
         goal_fall = values[starts].max() - values[last_valid] + rng.uniform(GOAL_MARGIN_LOW, GOAL_MARGIN_HIGH)
@@ -321,7 +331,7 @@ def _repair_arrival_rewards(
     return None
 
 
-def _sample_mdp(rng: np.random.Generator, ns: int, na: int, horizon: int):
+def _sample_mdp(rng: pt.Variates, ns: int, na: int, horizon: int):
     """One attempt: (transition, reward, noise, start, terminal) or None if repair or filter fails."""
     start = _sample_start(rng, ns)
     terminal, has_goal = _sample_terminals(rng, ns, start)
@@ -333,13 +343,13 @@ def _sample_mdp(rng: np.random.Generator, ns: int, na: int, horizon: int):
     if arrival is None:
         return None
     reward = raw_reward + arrival[None, None, :]
-    mean_reward = np.einsum("san,san->sa", transition, reward)
+    mean_reward = pt.dot(transition, reward)
     if not quality_of(transition, mean_reward, start, terminal, horizon).accepted:
         return None
     return transition, reward, noise, start, terminal
 
 
-def _sample_bandit(rng: np.random.Generator, na: int) -> tuple[np.ndarray, np.ndarray]:
+def _sample_bandit(rng: pt.Variates, na: int) -> tuple[np.ndarray, np.ndarray]:
     base = float(np.clip(rng.exponential(1.0), 0.05, 2.0))
     noise_base = max(rng.uniform(-0.30, 0.30), 0.0)
     while True:
@@ -350,11 +360,11 @@ def _sample_bandit(rng: np.random.Generator, na: int) -> tuple[np.ndarray, np.nd
 
 def sample_task(ns: int, na: int = 5, seed: int | None = None) -> Task:
     """One AnyMDP task with `ns` states (1: a bandit) and `na` actions, a pure function of the
-    arguments: the same (ns, na, seed) gives bitwise-identical arrays in any process."""
+    arguments: the same (ns, na, seed) gives bitwise-identical arrays in any process, on any machine."""
     ns = check_ns(ns)
     na = check_int("na", na, 2)
     seed = check_int("seed", seed, 0)
-    rng = np.random.default_rng([ANYMDP_STREAM, ns, na, seed])
+    rng = pt.Variates(np.random.default_rng([ANYMDP_STREAM, ns, na, seed]))
     max_steps = sample_max_steps(rng, ns)
     horizon = math.ceil(max_steps)
     permutation = rng.permutation(ns)

@@ -10,7 +10,8 @@ Episode semantics (shared by `AnyMDPEnv`, `BatchedEnv` and every solver here):
   of rewards.
 
 Tasks of different `ns` are padded to the largest: padded states are terminal, unreachable and
-never start states, so they change no value. All solvers compute in float64.
+never start states, so they change no value. All solvers compute in float64 with
+`bench.anymdp.portable`'s arithmetic, so their results have the same bits on every machine.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bench.anymdp import portable as pt
 from bench.anymdp.task import Task
 from bench.errors import BenchError
 
@@ -86,9 +88,7 @@ class TaskArrays:
 
 def _backup(arrays: TaskArrays, value: np.ndarray, gamma: float = 1.0) -> np.ndarray:
     """Q = R + gamma * P V for V (B, ns): (B, ns, na). Terminal states' V is ignored (rows are zero)."""
-    batch, ns, na = arrays.batch, arrays.ns, arrays.na
-    flat = arrays.transition.reshape(batch, ns * na, ns)
-    return arrays.reward + gamma * np.matmul(flat, value[:, :, None]).reshape(batch, ns, na)
+    return arrays.reward + gamma * pt.dot(arrays.transition, value[:, None, None, :])
 
 
 def _policy_value(arrays: TaskArrays, actions: np.ndarray, gamma: float) -> np.ndarray:
@@ -97,12 +97,7 @@ def _policy_value(arrays: TaskArrays, actions: np.ndarray, gamma: float) -> np.n
     rows = (np.arange(batch * ns) * na).reshape(batch, ns) + actions
     p_pi = arrays.transition.reshape(batch * ns * na, ns)[rows]
     r_pi = arrays.reward.reshape(batch * ns * na)[rows]
-    system = np.eye(ns)[None] - gamma * p_pi
-    # torch's batched LU solve: NumPy's (threaded OpenBLAS per matrix) was 10-500x slower on a
-    # shared 2-core machine; imported here so that env users who never solve do not load torch.
-    import torch
-
-    return torch.linalg.solve(torch.from_numpy(system), torch.from_numpy(r_pi)).numpy()
+    return pt.solve_dominant(np.eye(ns)[None] - gamma * p_pi, r_pi)
 
 
 def value_iteration(arrays: TaskArrays, gamma: float, tol: float = 1e-10, max_iter: int = 10_000) -> np.ndarray:
@@ -160,7 +155,7 @@ def oracle_returns(arrays: TaskArrays) -> np.ndarray:
     for steps_to_go, q in _backward_sweep(arrays):
         done = arrays.horizon == steps_to_go
         if done.any():
-            j_opt[done] = np.einsum("bs,bs->b", arrays.start[done], q[done].max(axis=2))
+            j_opt[done] = pt.dot(arrays.start[done], q[done].max(axis=2))
     return j_opt
 
 
@@ -184,8 +179,8 @@ def policy_return(arrays: TaskArrays, policy: np.ndarray) -> np.ndarray:
         )
     live = ~arrays.terminal
     if stationary:
-        p_pi = np.einsum("bsa,bsan->bsn", policy, arrays.transition) * live[:, None, :]
-        r_pi = np.einsum("bsa,bsa->bs", policy, arrays.reward)
+        p_pi = pt.dot(policy[..., None], arrays.transition, axis=2) * live[:, None, :]
+        r_pi = pt.dot(policy, arrays.reward)
     distribution = arrays.start * live
     total = np.zeros(batch)
     index = np.arange(batch)
@@ -193,10 +188,10 @@ def policy_return(arrays: TaskArrays, policy: np.ndarray) -> np.ndarray:
         active = arrays.horizon > step
         if not stationary:
             pi = policy[index, np.maximum(arrays.horizon - 1 - step, 0)]
-            p_pi = np.einsum("bsa,bsan->bsn", pi, arrays.transition) * live[:, None, :]
-            r_pi = np.einsum("bsa,bsa->bs", pi, arrays.reward)
-        total += active * np.einsum("bs,bs->b", distribution, r_pi)
-        distribution = np.matmul(distribution[:, None, :], p_pi)[:, 0]
+            p_pi = pt.dot(pi[..., None], arrays.transition, axis=2) * live[:, None, :]
+            r_pi = pt.dot(pi, arrays.reward)
+        total += active * pt.dot(distribution, r_pi)
+        distribution = pt.dot(distribution[:, :, None], p_pi, axis=1)
     return total
 
 

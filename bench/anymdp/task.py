@@ -11,9 +11,22 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bench.anymdp import portable as pt
 from bench.errors import BenchError
 
-FINGERPRINT_VERSION = 1
+FINGERPRINT_VERSION = 2
+ARRAYS = ("transition", "reward", "reward_noise", "start", "terminal", "permutation")
+"""The arrays a task's fingerprint covers, in hashing order."""
+
+
+def canonical_bytes(array: np.ndarray) -> bytes:
+    """An array's machine-independent byte form: C order, little-endian float64 / int64 / uint8
+    (booleans), with -0.0 written as +0.0."""
+    if array.dtype == np.bool_:
+        return np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+    if array.dtype.kind == "f":
+        return np.ascontiguousarray(array + 0.0, dtype="<f8").tobytes()  # -0.0 + 0.0 == +0.0
+    return np.ascontiguousarray(array, dtype="<i8").tobytes()
 
 
 def _frozen(array: np.ndarray, dtype: type) -> np.ndarray:
@@ -82,17 +95,22 @@ class Task:
     @property
     def expected_reward(self) -> np.ndarray:
         """(ns, na) expected immediate reward E[r | s, a]."""
-        return np.einsum("san,san->sa", self.transition, self.reward)
+        return pt.dot(self.transition, self.reward)
+
+    def array_digests(self) -> dict[str, str]:
+        """sha256 hex of each array of ARRAYS in its canonical byte form (`canonical_bytes`)."""
+        return {name: hashlib.sha256(canonical_bytes(getattr(self, name))).hexdigest() for name in ARRAYS}
+
+    def array_sums(self) -> dict[str, float]:
+        """The sum of each array of ARRAYS: with `array_digests`, what `explain_mismatch` compares."""
+        return {name: float(np.sum(getattr(self, name), dtype=np.float64)) for name in ARRAYS}
 
     def fingerprint(self) -> str:
-        """A stable content hash (sha256 hex) over the arrays, horizon and kind."""
-        digest = hashlib.sha256()
-        digest.update(f"task-v{FINGERPRINT_VERSION}|{self.kind}|{self.ns}|{self.na}|{self.horizon}|".encode())
-        for name in ("transition", "reward", "reward_noise", "start", "terminal", "permutation"):
-            array = getattr(self, name)
-            digest.update(name.encode())
-            digest.update(array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes())
-        return digest.hexdigest()
+        """The task's identity on any machine: sha256 hex over kind, sizes, horizon and the
+        canonical digests of its arrays."""
+        head = f"task-v{FINGERPRINT_VERSION}|{self.kind}|{self.ns}|{self.na}|{self.horizon}"
+        body = "|".join(f"{name}:{digest}" for name, digest in self.array_digests().items())
+        return hashlib.sha256(f"{head}|{body}".encode()).hexdigest()
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Task) and self.fingerprint() == other.fingerprint()

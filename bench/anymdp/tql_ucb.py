@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bench.anymdp import portable as pt
 from bench.errors import BenchError
 
 
@@ -88,7 +89,7 @@ class TQLUCB:
         obs = self._check("obs", obs, self.n_obs)
         q = self.q[self._index, obs]
         visits = self.visits[self._index, obs]
-        log_total = np.log1p(visits.sum(axis=1, keepdims=True))
+        log_total = pt.log(1.0 + visits.sum(axis=1, keepdims=True))
         with np.errstate(divide="ignore", invalid="ignore"):
             bonus = self.config.bonus * self.reward_scale[:, None] * np.sqrt(log_total / visits)
         score = np.where(visits == 0, np.inf, q + bonus)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bench.anymdp import portable as pt
 from bench.errors import BenchError
 
 POLICIES = ("random", "q_learning", "model_based", "mixture", "eps_oracle", "oracle")
@@ -127,7 +128,7 @@ class BehaviorSettings:
             kind=draw_kind(u[:, 0], weights),
             switching=u[:, 1] < SWITCHING_SEQUENCE_PROB,
             mask_all=u[:, 2] < TAG_MASK_SEQUENCE_PROB,
-            logit_scale=-2.0 * np.log1p(-u[:, 3]),
+            logit_scale=-2.0 * pt.log(1.0 - u[:, 3]),
             logit_drift=uniform(4, 0.0, 0.3),
             q_gamma=uniform(5, 0.9, 0.99),
             q_noise=noise(6, 7),

@@ -13,11 +13,15 @@ from bench.presets import DEFAULT_PRESET, get_preset
 from bench.table import format_table
 
 
+MAX_LISTED = 20
+"""Drifted tasks listed one per line by `data verify --tasks`."""
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=("build", "verify", "stats", "manifest"),
                         help="build shards / verify checksums (and tasks) / print statistics / write committed manifests")
     parser.add_argument("--preset", default=DEFAULT_PRESET, help=f"preset name (default {DEFAULT_PRESET})")
-    parser.add_argument("--root", default=None, help=f"data folder of the preset (default: datasets/anymdp-v1/<preset>, or ${shards.DATA_ENV}/<preset>)")
+    parser.add_argument("--root", default=None, help=f"data folder of the preset (default: datasets/anymdp-v2/<preset>, or ${shards.DATA_ENV}/<preset>)")
     parser.add_argument("--split", choices=(*shards.SPLITS, "all"), default="all", help="build: which split (default all)")
     parser.add_argument("--shard", default=None, help="build: 'k/N' builds shards k, k+N, k+2N, ... only")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
@@ -47,7 +51,13 @@ def main(args: argparse.Namespace) -> int:
             return 1
         print(f"shards of preset {preset.name!r}: all checksums match")
         if args.tasks:
-            checked = shards.verify_tasks(preset, args.root, args.workers or 1, progress)
+            checked, drifted = shards.verify_tasks(preset, args.root, args.workers or 1, progress)
+            for line in drifted[:MAX_LISTED]:
+                print(line, file=sys.stderr)
+            if drifted:
+                more = f" (first {MAX_LISTED} listed)" if len(drifted) > MAX_LISTED else ""
+                print(f"FAILED: {len(drifted)} of {checked} regenerated tasks differ from their records{more}", file=sys.stderr)
+                return 1
             print(f"tasks: {checked} regenerated, all fingerprints match")
         return 0
     if args.action == "stats":

@@ -1,6 +1,6 @@
 """Shards of DPD sequences on disk: build (resumable, parallel, `--shard k/N`), verify, manifests.
 
-Layout under a preset's data root (default `datasets/anymdp-v1/<preset>/`, or
+Layout under a preset's data root (default `datasets/anymdp-v2/<preset>/`, or
 `$ANYMDP_BENCH_DATA/<preset>/`):
 
     <split>/shard-00003/<field>.npy   (n_seq, T) per step field, (n_seq,) or (n_seq, 32) per sequence
@@ -26,22 +26,30 @@ import numpy as np
 from tqdm import tqdm
 
 from bench.anymdp.solvers import TaskArrays, label_policy, oracle_returns, random_returns
+from bench.anymdp.task import ARRAYS, Task
 from bench.data import split as sp
 from bench.data.synth import FIELDS, sub_batches, synthesize
 from bench.errors import BenchError
 from bench.io import atomic_save_npy, atomic_write_json, sha256_file
 from bench.presets import Preset
 
-FORMAT = "anymdp-dpd-v1"
+FORMAT = "anymdp-dpd-v2"
 """Data format id: bump when the synthesis or the layout changes (it changes every byte)."""
 REPO_ROOT = Path(__file__).resolve().parents[2]
-MANIFEST_ROOT = REPO_ROOT / "datasets" / "anymdp-v1"
+MANIFEST_ROOT = REPO_ROOT / "datasets" / "anymdp-v2"
+OLD_DATA = REPO_ROOT / "datasets" / "anymdp-v1"
+"""Data of split/data version 1 (machine-dependent tasks): no longer read."""
 """Committed manifests (test split, train digest): MANIFEST_ROOT / <preset> / {test,train}.json."""
 DATA_ENV = "ANYMDP_BENCH_DATA"
 """Environment variable overriding the folder that holds each preset's data folder."""
 SPLITS = ("train", "valid")
-META_FIELDS = {"ns": np.int16, "seed": np.int64, "j_opt": np.float64, "j_rand": np.float64, "task_fp": np.uint8}
-"""Per-sequence fields: state count, task seed, oracle and random expected returns, task fingerprint (32 bytes)."""
+META_FIELDS = {
+    "ns": np.int16, "seed": np.int64, "j_opt": np.float64, "j_rand": np.float64, "task_fp": np.uint8, "task_sums": np.float64,
+}  # fmt: skip
+"""Per-sequence fields: state count, task seed, oracle and random expected returns, task fingerprint
+(32 bytes) and the sums of the task's arrays (`Task.array_sums`, to explain a drift)."""
+ROUNDING_LEVEL = 1e-9
+"""A drifted array whose sum moved by less than this (relative) differs by rounding, not by design."""
 
 
 def data_root(preset: Preset, root: str | os.PathLike | None = None) -> Path:
@@ -135,6 +143,7 @@ def synthesize_shard(preset: Preset, split: str, index: int) -> dict[str, np.nda
     out["seed"] = np.array([task.seed for task in tasks], dtype=np.int64)
     out["j_opt"], out["j_rand"] = j_opt, j_rand
     out["task_fp"] = np.array([np.frombuffer(bytes.fromhex(task.fingerprint()), np.uint8) for task in tasks])
+    out["task_sums"] = np.array([list(task.array_sums().values()) for task in tasks])
     return out
 
 
@@ -252,6 +261,8 @@ def build(
         raise BenchError(f"data root {str(root)!r} is not writable; choose another --root or set {DATA_ENV}")
     for _, split, index, _ in jobs:
         shutil.rmtree(shard_dir(root, split, index), ignore_errors=True)
+    if jobs and progress and OLD_DATA.is_dir():
+        print(f"note: {OLD_DATA} holds data of split/data version 1, no longer used; remove it to free the space")
     steps = sum(len(shard_range(preset, s, k)) for _, s, k, _ in jobs) * preset.data.seq_len
     workers = min(workers or os.cpu_count() or 1, max(len(jobs), 1))
     with tqdm(total=steps, unit="step", unit_scale=True, disable=not progress or not jobs, desc=f"data {preset.name}") as bar:
@@ -308,11 +319,17 @@ def test_manifest(preset: Preset, workers: int = 1) -> dict:
         "split_seed": preset.split_seed,
         "test_ns": list(preset.data.test_ns),
         "test_tasks_per_ns": preset.data.test_tasks_per_ns,
-        "tasks": [
-            {"index": i, "seed": task.seed, "ns": task.ns, "na": task.na, "fingerprint": task.fingerprint()}
-            for i, task in enumerate(tasks)
-        ],
+        "tasks": [task_record(i, task) for i, task in enumerate(tasks)],
     }
+
+
+def task_record(index: int, task: Task) -> dict:
+    """A test task's entry in test.json: identity, fingerprint, and per array [sha256 prefix, sum]."""
+    digests, sums = task.array_digests(), task.array_sums()
+    return {
+        "index": index, "seed": task.seed, "ns": task.ns, "na": task.na, "fingerprint": task.fingerprint(),
+        "arrays": {name: [digests[name][:16], sums[name]] for name in ARRAYS},
+    }  # fmt: skip
 
 
 def write_committed_manifests(preset: Preset, root: str | os.PathLike | None = None, workers: int = 1) -> list[Path]:
@@ -353,43 +370,72 @@ def verify_shards(preset: Preset, root: str | os.PathLike | None = None) -> list
     return problems
 
 
-def _drift(role: str, index: int, seed: int, expected: str, found: str) -> BenchError:
-    return BenchError(
-        f"{role} task {index} (seed {seed}) drifted: fingerprint {found[:16]}... != recorded {expected[:16]}...; "
-        "the task generator no longer reproduces the frozen split"
-    )
+def explain_drift(
+    where: str, task: Task, fingerprint: str, arrays: dict[str, tuple[str | None, float]]
+) -> str | None:
+    """None if `task` has the recorded `fingerprint`, else one line saying which arrays differ, by
+    how much, and what that suggests. `arrays` maps each name of ARRAYS to (sha256 prefix or None, sum)."""
+    found = task.fingerprint()
+    if found == fingerprint:
+        return None
+    digests, sums = task.array_digests(), task.array_sums()
+    parts, worst = [], 0.0
+    for name in ARRAYS:
+        digest, recorded = arrays[name]
+        if (digest is not None and digests[name].startswith(digest)) or (digest is None and sums[name] == recorded):
+            continue
+        change = abs(sums[name] - recorded)
+        relative = change / max(abs(recorded), 1.0)
+        worst = max(worst, relative)
+        if change == 0:
+            parts.append(f"{name} (same sum: entries moved, or differences that cancel)")
+        else:
+            parts.append(f"{name} (sum {sums[name]!r}, recorded {recorded!r}: off by {change:.1e}, relative {relative:.1e})")
+    if not parts:
+        what = "no array's sum moved: the difference is below what the sums resolve"
+    else:
+        what = "differs in " + "; ".join(parts)
+    if worst <= ROUNDING_LEVEL:
+        cause = ("a rounding-level difference: this machine computes the generator's arithmetic differently "
+                 "(please report it with your CPU, OS and NumPy version)")  # fmt: skip
+    else:
+        cause = "a different task: the generator differs from the one that wrote the record (another benchmark version?)"
+    return f"{where} drifted: fingerprint {found[:12]}..., recorded {fingerprint[:12]}...; {what}. Likely {cause}"
 
 
-def verify_tasks(preset: Preset, root: str | os.PathLike | None = None, workers: int = 1, progress: bool = True) -> int:
-    """Regenerate every recorded task and raise a BenchError naming the first one that drifted.
+def verify_tasks(
+    preset: Preset, root: str | os.PathLike | None = None, workers: int = 1, progress: bool = True
+) -> tuple[int, list[str]]:
+    """Regenerate every recorded task: (tasks checked, one line per drifted task, `explain_drift`).
 
     Checks the test tasks against the committed test.json, and train/valid tasks against the
-    fingerprints stored in built shards. Returns the number of tasks checked.
+    fingerprints and array sums stored in built shards.
     """
     sp.check_data_spec(preset)
     root = data_root(preset, root)
-    checked = 0
+    checked, problems = 0, []
     test_path = committed_dir(preset) / "test.json"
     with sp.task_sampler(workers) as sample:
         if test_path.is_file():
             recorded = json.loads(test_path.read_text())["tasks"]
             tasks = sample([(r["ns"], r["na"], r["seed"]) for r in recorded])
             for record, task in zip(recorded, tasks):
-                if task.fingerprint() != record["fingerprint"]:
-                    raise _drift("test", record["index"], record["seed"], record["fingerprint"], task.fingerprint())
+                where = f"test task {record['index']} (ns {record['ns']}, seed {record['seed']})"
+                problems.append(explain_drift(where, task, record["fingerprint"], record.get("arrays", {})))
             checked += len(tasks)
         for split in SPLITS:
             for index in tqdm(range(n_shards(preset, split)), desc=f"verify {split} tasks", disable=not progress):
                 if read_shard_entry(preset, split, index, root) is None:
                     continue
-                fingerprints = np.load(shard_dir(root, split, index) / "task_fp.npy")
+                folder = shard_dir(root, split, index)
+                fingerprints, sums = np.load(folder / "task_fp.npy"), np.load(folder / "task_sums.npy")
                 indices = shard_range(preset, split, index)
                 specs = sp.split_task_specs(preset, split, list(indices))
-                for i, task, (_, _, seed), recorded_fp in zip(indices, sample(specs), specs, fingerprints):
-                    if task.fingerprint() != recorded_fp.tobytes().hex():
-                        raise _drift(split, i, seed, recorded_fp.tobytes().hex(), task.fingerprint())
+                for i, task, (ns, _, seed), fp, row in zip(indices, sample(specs), specs, fingerprints, sums):
+                    arrays = {name: (None, float(total)) for name, total in zip(ARRAYS, row)}
+                    problems.append(explain_drift(f"{split} task {i} (ns {ns}, seed {seed})", task, fp.tobytes().hex(), arrays))
                 checked += len(specs)
-    return checked
+    return checked, [line for line in problems if line is not None]
 
 
 # ---- the entry point for training ----

@@ -7,6 +7,7 @@ every sequence draws from its own). A behavior policy acts (`bench.data.behavior
 transition. Sequence randomness comes only from its task's seed: a setup stream draws the behavior
 settings, and a step stream draws a fixed set of uniforms (and one normal) per step in fixed
 blocks, used or not, so a sequence's bytes do not depend on which other tasks share its batch.
+All arithmetic is `bench.anymdp.portable`'s: the bytes are the same on every machine.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from bench.anymdp import portable as pt
 from bench.anymdp.solvers import TaskArrays, label_policy
 from bench.anymdp.task import Task
 from bench.data import behavior as bh
@@ -75,7 +77,7 @@ def _sample(cumulative: np.ndarray, u: np.ndarray) -> np.ndarray:
 
 def _sample_softmax(logits: np.ndarray, u: np.ndarray) -> np.ndarray:
     """Sample per row from softmax(logits) (B, na) with uniforms u (B,)."""
-    c = np.cumsum(np.exp(logits - logits.max(axis=1, keepdims=True)), axis=1)
+    c = np.cumsum(pt.exp(logits - logits.max(axis=1, keepdims=True)), axis=1)
     return (c < (u * c[:, -1])[:, None]).sum(axis=1)
 
 
@@ -96,7 +98,7 @@ class _Streams:
         normals = np.empty((len(self.step_rngs), BLOCK))
         for b, rng in enumerate(self.step_rngs):
             rng.random(out=uniforms[b])
-            rng.standard_normal(out=normals[b])
+            normals[b] = pt.standard_normal(rng, BLOCK)
         return np.ascontiguousarray(uniforms.transpose(1, 2, 0)), np.ascontiguousarray(normals.T)
 
 
@@ -172,8 +174,9 @@ def synthesize(
     # random policy: logits rotate from one random table towards another, a step per episode
     tables_a, tables_b = np.zeros((2, batch, ns_max, na))
     for b, rng in enumerate(streams.setup_rngs):
-        tables_a[b, : ns[b]], tables_b[b, : ns[b]] = rng.normal(size=(2, ns[b], na)) * settings.logit_scale[b]
+        tables_a[b, : ns[b]], tables_b[b, : ns[b]] = pt.standard_normal(rng, (2, ns[b], na)) * settings.logit_scale[b]
     angle = np.zeros(batch)
+    rotation = np.stack([np.ones(batch), np.zeros(batch)])  # cos and sin of `angle`
     episode_masked = np.array([rng.random() < bh.TAG_MASK_EPISODE_PROB for rng in streams.setup_rngs])
 
     q_learner = QLearner(batch, ns_max, na, settings)
@@ -205,7 +208,7 @@ def synthesize(
         oracle_action = labels_flat[pair_row]
         uniform_action = np.minimum((u[U_SAMPLE] * na).astype(np.int64), na - 1)
         # the random policy and the Q-learner both sample from a softmax: one draw serves both
-        random_logits = np.cos(angle)[:, None] * tables_a[pair_row] + np.sin(angle)[:, None] * tables_b[pair_row]
+        random_logits = rotation[0][:, None] * tables_a[pair_row] + rotation[1][:, None] * tables_b[pair_row]
         logits = np.where((kind == bh.RANDOM)[:, None], random_logits, q_learner.logits(pair_row))
         softmax_action = _sample_softmax(logits, u[U_SAMPLE])
         mb_action = np.argmax(model_learner.values(pair_row) + JITTER * u[U_JITTER:].T, axis=1)
@@ -247,6 +250,7 @@ def synthesize(
             kind[ended] = np.where(switch, bh.draw_kind(ue[U_KIND], policy_weights), kind[ended])
             episode_masked[ended] = ue[U_MASK] < bh.TAG_MASK_EPISODE_PROB
             angle[ended] += settings.logit_drift[ended]
+            rotation[1, ended], rotation[0, ended] = pt.sin_cos(angle[ended])
             next_state = next_state.copy()
             next_state[ended] = _sample(start_cdf[ended], ue[U_START])
             episode_step[ended] = 0
