@@ -33,6 +33,14 @@ def _broken(change):
     return official
 
 
+def _row_sum_broken():
+    """A row of a start state (never terminal) that no longer sums to 1, and the expected message."""
+    official = to_official(sample_task(8, 5, 4))
+    s = int(official["s_0"][0])
+    official["transition"][s, 1, 0] = 5.0
+    return official, rf"row \(s={s}, a=1\)"
+
+
 @pytest.mark.parametrize(
     "official, match",
     [
@@ -45,7 +53,7 @@ def _broken(change):
         (_broken(lambda d: d.update(state_mapping=np.arange(1, 9))), "state_mapping"),
         (_broken(lambda d: d.update(s_0_prob=d["s_0_prob"] * 2)), "s_0_prob"),
         (_broken(lambda d: d.update(s_e=np.array([d["s_0"][0]]))), "also terminal"),
-        (_broken(lambda d: d["transition"].__setitem__((2, 1, 0), 5.0)), r"row \(s=2, a=1\)"),
+        _row_sum_broken(),
         (_broken(lambda d: d["reward"].__setitem__((0, 0, 0), np.nan)), "finite"),
         (_broken(lambda d: d.update(max_steps=-3)), "max_steps"),
     ],

@@ -70,7 +70,7 @@ def test_episodes_restart_in_start_states_and_respect_the_horizon(batch):
 def test_behavior_policies_lie_between_random_and_oracle_and_learners_improve(batch):
     tasks, out = batch
     arrays = TaskArrays.stack(tasks)
-    _, starts, kinds, scores = episode_scores(out["reward"], out["done"], out["policy"], oracle_returns(arrays), random_returns(arrays))
+    rows, starts, kinds, scores = episode_scores(out["reward"], out["done"], out["policy"], oracle_returns(arrays), random_returns(arrays))
     means = {}
     for k, name in enumerate(bh.POLICIES):
         mine = (kinds == k) & np.isfinite(scores)
@@ -80,7 +80,11 @@ def test_behavior_policies_lie_between_random_and_oracle_and_learners_improve(ba
             early, late = scores[mine & (starts < 512)].mean(), scores[mine & (starts >= 512)].mean()
             assert late > early + 0.03, (name, early, late)
     assert abs(means["random"]) < 0.2
-    assert 0.8 < means["oracle"] <= 1.02
+    # the label oracle is near-optimal: about 1, within the sampling error of its few episodes
+    # (about 200 over 30-odd tasks; tasks differ, so the error is the spread of per-task means)
+    oracle = (kinds == bh.ORACLE) & np.isfinite(scores)
+    per_task = np.array([scores[oracle & (rows == r)].mean() for r in np.unique(rows[oracle])])
+    assert 0.8 < per_task.mean() < 1 + 3 * per_task.std(ddof=1) / np.sqrt(len(per_task))
     for name in ("q_learning", "model_based", "mixture", "eps_oracle"):
         assert means["random"] < means[name] < means["oracle"], (name, means)
 
