@@ -37,6 +37,8 @@ TWO_PI = 6.28318530717958623200e00
 SQRT_HALF = 7.07106781186547572737e-01
 EXP_MIN, EXP_MAX = -708.0, 709.0
 """exp(x) is 0 below EXP_MIN (no subnormal results) and inf above EXP_MAX."""
+DOT_CHUNK = 1 << 21
+"""Elements of a product `dot` forms at once (16 MiB of float64)."""
 SIN_COS_MAX = 2.0**20
 """|x| up to which the three-part reduction keeps sin and cos accurate (much beyond any use here)."""
 
@@ -116,8 +118,19 @@ def cos(x) -> np.ndarray:
 
 
 def dot(a, b, axis: int = -1) -> np.ndarray:
-    """sum(a * b) along `axis` (a and b broadcast): the portable replacement of `@` and `einsum`."""
-    return np.multiply(a, b, dtype=np.float64).sum(axis=axis)
+    """sum(a * b) along `axis` (a and b broadcast): the portable replacement of `@` and `einsum`.
+
+    Large products are formed DOT_CHUNK elements at a time along the first axis (when `axis` is
+    another), which bounds the temporary and changes no bit: every sum runs over the same terms.
+    """
+    a, b = np.asarray(a), np.asarray(b)
+    shape = np.broadcast_shapes(a.shape, b.shape)
+    if len(shape) < 2 or axis % len(shape) == 0 or math.prod(shape) <= DOT_CHUNK:
+        return np.multiply(a, b, dtype=np.float64).sum(axis=axis)
+    a, b = np.broadcast_to(a, shape), np.broadcast_to(b, shape)
+    rows = max(1, DOT_CHUNK * shape[0] // math.prod(shape))
+    chunks = (np.multiply(a[i : i + rows], b[i : i + rows], dtype=np.float64).sum(axis=axis) for i in range(0, shape[0], rows))
+    return np.concatenate(list(chunks))
 
 
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
