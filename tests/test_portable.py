@@ -34,13 +34,18 @@ def test_special_values():
         pt.sin(1e7)
 
 
-def test_solve_dominant_solves_and_refuses_bad_shapes():
+def test_solve_dominant_solves_and_refuses_bad_shapes(monkeypatch):
     rng = np.random.default_rng(1)
     for n in (1, 2, 7, 40):
         a = np.eye(n) - 0.99 * rng.dirichlet(np.ones(n), size=(3, n))
         b = rng.normal(size=(3, n))
         np.testing.assert_allclose(pt.solve_dominant(a, b), np.linalg.solve(a, b[..., None])[..., 0], atol=1e-11)
         np.testing.assert_array_equal(pt.solve_dominant(a[1], b[1]), pt.solve_dominant(a, b)[1])  # rows do not interact
+    big = np.eye(40) - 0.99 * rng.dirichlet(np.ones(40), size=(2, 40))
+    rhs = rng.normal(size=(2, 40))
+    sliced = pt.solve_dominant(big, rhs)
+    monkeypatch.setattr(pt, "WHOLE_ROWS_UP_TO", 64)  # whole rows: the same bits
+    np.testing.assert_array_equal(pt.solve_dominant(big, rhs), sliced)
     with pytest.raises(BenchError, match="solve_dominant"):
         pt.solve_dominant(np.eye(3), np.ones(2))
 

@@ -81,10 +81,12 @@ def test_committed_test_manifest_matches_the_split(name):
         assert task.fingerprint() == record["fingerprint"]
 
 
-def test_committed_tiny_train_digest_matches_the_definition():
-    committed = shards.committed_train(PRESETS["tiny"])
-    assert committed is not None, "datasets/anymdp-v2/tiny/train.json is missing or stale"
-    assert len(committed["shards"]) == shards.n_shards(PRESETS["tiny"], "train")
+@pytest.mark.parametrize("name", ["tiny", "small"])
+def test_committed_train_digest_matches_the_definition(name):
+    committed = shards.committed_train(PRESETS[name])
+    assert committed is not None, f"datasets/anymdp-v2/{name}/train.json is missing or stale"
+    assert len(committed["shards"]) == shards.n_shards(PRESETS[name], "train")
+    assert len(committed["dataset_fingerprint"]) == 64
 
 
 @pytest.mark.parametrize(

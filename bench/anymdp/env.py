@@ -41,6 +41,7 @@ class AnyMDPEnv(gymnasium.Env):
         self._state = -1
         self._steps = 0
         self._finished = True
+        self._variates: pt.Variates | None = None
 
     def _observe(self) -> np.int64:
         return np.int64(self.task.permutation[self._state])
@@ -50,10 +51,12 @@ class AnyMDPEnv(gymnasium.Env):
 
     def _draw(self, cumulative: np.ndarray) -> int:
         """The first index whose cumulative probability exceeds a uniform draw (never a zero-probability one)."""
-        return int(np.searchsorted(cumulative, self.np_random.random() * cumulative[-1], side="right"))
+        return int(np.searchsorted(cumulative, self._variates.random() * cumulative[-1], side="right"))
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
+        if self._variates is None or self._variates.rng is not self.np_random:  # (re)seeded
+            self._variates = pt.Variates(self.np_random)  # normals computed in blocks, served in order
         self._state = self._draw(self._start_cumulative)
         self._steps = 0
         self._finished = False
@@ -71,7 +74,7 @@ class AnyMDPEnv(gymnasium.Env):
         next_state = self._draw(self._cumulative[self._state, action])
         mean = self.task.reward[self._state, action, next_state]
         std = self.task.reward_noise[self._state, action, next_state]
-        reward = float(mean + std * pt.standard_normal(self.np_random, 1)[0])
+        reward = float(mean + std * self._variates.standard_normal())
         self._state = next_state
         self._steps += 1
         terminated = bool(self.task.terminal[next_state])
