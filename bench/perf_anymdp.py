@@ -4,7 +4,7 @@ Prints two tables: task sampling (ours vs the official xenoverse sampler, side b
 via `bench.anymdp.fidelity.time_sampler`), then env stepping and solver times. Throughputs are
 the best of `--repeats` runs (the machine may be shared); solver times the best of `--repeats` too.
 Each row also gives the process CPU time of its best run: on a busy machine it is closer to what
-the code costs than wall time (for the one-thread stepping code; torch's solver may use 2 threads).
+the code costs than wall time (all of it runs in one thread: no BLAS, docs/anymdp.md).
 """
 
 from __future__ import annotations
