@@ -204,7 +204,7 @@ def collect(root: Path) -> tuple[dict[str, list[dict]], list[tuple[Path, str]]]:
     """Valid results by preset, and (path, reason) for every refused file."""
     accepted: dict[str, list[dict]] = defaultdict(list)
     refused: list[tuple[Path, str]] = []
-    for path in iter_results(root):
+    for path in iter_results(root):  # a file must lie at its own place, so no run counts twice
         doc, reasons = validate_file(path)
         if reasons:
             refused.append((path, reasons[0]))

@@ -1,6 +1,7 @@
 """`python -m bench validate <result.json> ...`: is a result file trustworthy?
 
-A result passes when it follows the schema (`bench.results.check_result`), was made with the
+A result passes when it lies where its own fields place it (`<preset>/<arch>/seed<seed>.json`),
+follows the schema (`bench.results.check_result`), was made with the
 current definition of its preset (`Preset.digest()`) and with the expected dataset (the dataset
 fingerprint recorded by the other results of its preset must agree, and match the committed
 manifests where they name one), and when every summary metric recomputes, to rounding, from the
@@ -19,7 +20,7 @@ import numpy as np
 from bench.errors import BenchError
 from bench.metrics import Episodes, summarize_groups
 from bench.presets import PRESETS
-from bench.results import AGENTS, load_result
+from bench.results import AGENTS, arch_dirname, load_result
 
 RECOMPUTE_RTOL = 1e-9
 """Relative tolerance between a stored summary number and its recomputation."""
@@ -105,10 +106,23 @@ def validate_doc(doc: dict, expected_fingerprint: str | None = None) -> list[str
     return []
 
 
+def misplaced(path: str | Path, doc: dict) -> str | None:
+    """Why `path` is not the place of `doc` (`<preset>/<arch>/seed<seed>.json`, the layout
+    `write_result` uses), or None: a copied or renamed file would otherwise count under another
+    architecture or seed."""
+    expected = (doc["preset"], arch_dirname(doc["arch"]), f"seed{doc['seed']}.json")
+    found = Path(path).parts[-3:]
+    if found != expected:
+        return f"file is at {'/'.join(found)} but holds preset {doc['preset']!r}, arch {doc['arch']!r}, seed {doc['seed']}: expected {'/'.join(expected)}"
+    return None
+
+
 def validate_file(path: str | Path, expected_fingerprint: str | None = None) -> tuple[dict | None, list[str]]:
     doc, reasons = load_result(path)
     if doc is None or reasons:
         return doc, reasons
+    if reason := misplaced(path, doc):
+        return doc, [reason]
     return doc, validate_doc(doc, expected_fingerprint)
 
 

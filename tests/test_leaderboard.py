@@ -145,3 +145,20 @@ def test_peak_memory_cell_names_cpu_rss_and_older_cpu_files():
     assert _peak_memory([gpu]) == "3072 MiB"
     assert _peak_memory([cpu]) == "900 MiB RSS"
     assert _peak_memory([cpu, old]) == "— (CPU)"
+
+
+def test_copied_or_renamed_results_are_refused(tmp_path):
+    """A gdn result copied under another architecture or renamed to another seed counts nowhere."""
+    root = tmp_path / "results"
+    path = results.write_result(make_result("gdn", 0, 0.8), root)
+    for arch, name in (("gsa", "seed0.json"), ("gdn", "seed7.json")):
+        (root / "tiny" / arch).mkdir(parents=True, exist_ok=True)
+        (root / "tiny" / arch / name).write_bytes(path.read_bytes())
+    accepted, refused = collect(root)
+    assert [doc["seed"] for doc in accepted["tiny"]] == [0]
+    reasons = {p.relative_to(root).as_posix(): reason for p, reason in refused}
+    assert set(reasons) == {"tiny/gsa/seed0.json", "tiny/gdn/seed7.json"}
+    assert "expected tiny/gdn/seed0.json" in reasons["tiny/gsa/seed0.json"]
+    assert "expected tiny/gdn/seed0.json" in reasons["tiny/gdn/seed7.json"]
+    assert cli.main(["validate", str(root / "tiny" / "gsa" / "seed0.json")]) == 1
+
