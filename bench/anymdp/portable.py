@@ -11,7 +11,7 @@ bit and whose order this code fixes:
 - sums by `np.sum` / `np.cumsum` over a given axis: their order depends only on the array's shape
   and memory layout (NumPy's pairwise summation in blocks of 8 along a contiguous axis, row by row
   along another), never on the CPU or on BLAS;
-- `exp`, `log`, `sin` and `cos` as fixed polynomials of range-reduced arguments (Cody and Waite's
+- `exp`, `log` and `sin_cos` as fixed polynomials of range-reduced arguments (Cody and Waite's
   reduction with fdlibm's split constants, Taylor series evaluated by Horner's rule): accurate to
   about 1e-16 relative, and the same bits everywhere because only the operations above are used;
 - random draws from `numpy.random.Generator.random` (53 random bits times 2**-53: exact) and
@@ -107,11 +107,6 @@ def sin_cos(x) -> tuple[np.ndarray, np.ndarray]:
     r, quadrant = _reduce_quarter(_float_array(x))
     s, c = _sin_cos_reduced(r)
     return np.choose(quadrant, [s, c, -s, -c]), np.choose(quadrant, [c, -s, -c, s])
-
-
-def sin(x) -> np.ndarray:
-    """sin(x) elementwise for |x| <= SIN_COS_MAX."""
-    return sin_cos(x)[0]
 
 
 def cos(x) -> np.ndarray:

@@ -37,9 +37,9 @@ FORMAT = "anymdp-dpd-v2"
 """Data format id: bump when the synthesis or the layout changes (it changes every byte)."""
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MANIFEST_ROOT = REPO_ROOT / "datasets" / "anymdp-v2"
+"""Committed manifests (test split, train digest): MANIFEST_ROOT / <preset> / {test,train}.json."""
 OLD_DATA = REPO_ROOT / "datasets" / "anymdp-v1"
 """Data of split/data version 1 (machine-dependent tasks): no longer read."""
-"""Committed manifests (test split, train digest): MANIFEST_ROOT / <preset> / {test,train}.json."""
 DATA_ENV = "ANYMDP_BENCH_DATA"
 """Environment variable overriding the folder that holds each preset's data folder."""
 SPLITS = ("train", "valid")
@@ -421,7 +421,7 @@ def verify_tasks(
             tasks = sample([(r["ns"], r["na"], r["seed"]) for r in recorded])
             for record, task in zip(recorded, tasks):
                 where = f"test task {record['index']} (ns {record['ns']}, seed {record['seed']})"
-                problems.append(explain_drift(where, task, record["fingerprint"], record.get("arrays", {})))
+                problems.append(explain_drift(where, task, record["fingerprint"], record["arrays"]))
             checked += len(tasks)
         for split in SPLITS:
             for index in tqdm(range(n_shards(preset, split)), desc=f"verify {split} tasks", disable=not progress):
