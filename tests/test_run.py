@@ -8,24 +8,15 @@ import json
 import subprocess
 
 import pytest
+from micro_digest import MICRO, recorded, result_digest, weights_digest
 
 from bench import cli, results
 from bench import run as run_mod
 from bench.errors import BenchError
-from bench.presets import DataSpec, get_preset
+from bench.presets import get_preset
 from bench.run import RunOptions, run, thin
 
 TINY = get_preset("tiny")
-# Keeps the name "tiny" (backbones have settings per preset name); only the data and the
-# amount of training shrink. Data, checkpoints and results all live in tmp folders.
-MICRO = dataclasses.replace(
-    TINY,
-    data=DataSpec(train_tasks=8, train_ns=(8, 8), seq_len=64, shard_size=4, test_ns=(1, 8), test_tasks_per_ns=3, valid_tasks=4),
-    recipe=dataclasses.replace(
-        TINY.recipe, segment_len=32, batch_size=4, train_steps=3, warmup_steps=1, checkpoint_every=2, eval_steps=400,
-        temperature=(1.0, 0.1, 400),
-    ),
-)
 
 
 def options(tmp_path, **kw) -> RunOptions:
@@ -35,11 +26,22 @@ def options(tmp_path, **kw) -> RunOptions:
     )
 
 
+def assert_same_numbers_as_recorded(arch: str, doc: dict, tmp_path) -> None:
+    """The micro run's numbers and weights equal those recorded before the last refactor
+    (tests/micro_digest.py), where digests were recorded for this CPU kernel family."""
+    expected = recorded(arch)
+    if expected is None:
+        return
+    checkpoint = tmp_path / "runs" / "tiny" / arch / "seed0" / "checkpoint.pt"
+    assert {"result": result_digest(doc), "weights": weights_digest(checkpoint)} == expected
+
+
 def test_micro_pipeline_writes_a_valid_result_and_resume_reproduces_it(tmp_path):
     (path,) = run("gdn", MICRO, [0], options(tmp_path))
     assert path == tmp_path / "results" / "tiny" / "gdn" / "seed0.json"
     doc, reasons = results.load_result(path)
     assert reasons == []
+    assert_same_numbers_as_recorded("gdn", doc, tmp_path)
     manifest = doc["manifest"]
     assert manifest["arch_class"] == "architectures.gdn:GatedDeltaNet"
     assert manifest["preset_digest"] == MICRO.digest() != TINY.digest()
@@ -65,6 +67,7 @@ def test_every_backbone_runs_the_micro_pipeline(arch, tmp_path_factory):
     (path,) = run(arch, MICRO, [0], dataclasses.replace(options(tmp), data_root=str(data)))
     doc, reasons = results.load_result(path)
     assert reasons == [] and doc["manifest"]["arch_class"].startswith(f"architectures.{arch}:")
+    assert_same_numbers_as_recorded(arch, doc, tmp)
     assert doc["training"]["steps"] == 3 and doc["manifest"]["state_size"] > 0
 
 

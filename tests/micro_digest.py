@@ -1,0 +1,86 @@
+"""Digests of a micro run, to prove that a refactor changes no number.
+
+`result_digest` covers every number of a result file except what describes the machine and the
+moment (times, throughput, memory, packages, git state); `weights_digest` covers the trained
+weights of the run's final checkpoint. Both come from torch arithmetic, which is bit-identical only
+on the same CPU kernel family, so the recorded values (`micro_digests.json`) are keyed by
+`torch.backends.cpu.get_cpu_capability()` and checked only where one was recorded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from bench.presets import DataSpec, get_preset
+
+TINY = get_preset("tiny")
+MICRO = dataclasses.replace(
+    TINY,
+    data=DataSpec(train_tasks=8, train_ns=(8, 8), seq_len=64, shard_size=4, test_ns=(1, 8), test_tasks_per_ns=3, valid_tasks=4),
+    recipe=dataclasses.replace(
+        TINY.recipe, segment_len=32, batch_size=4, train_steps=3, warmup_steps=1, checkpoint_every=2, eval_steps=400,
+        temperature=(1.0, 0.1, 400),
+    ),
+)
+"""Keeps the name "tiny" (backbones have settings per preset name); only the data and the amount
+of training shrink."""
+ARCHS = ("gdn", "rwkv7", "gsa", "mamba2", "transformer", "lstm")
+
+RECORDED = Path(__file__).with_name("micro_digests.json")
+MACHINE_FIELDS = (
+    "command", "created_utc", "device", "git_commit", "git_dirty", "packages", "peak_memory_bytes",
+    "platform", "python", "torch_threads", "train_tokens_per_s", "wall_time_s",
+)
+
+
+def result_digest(doc: dict) -> str:
+    kept = {**doc, "manifest": {k: v for k, v in doc["manifest"].items() if k not in MACHINE_FIELDS}}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def weights_digest(checkpoint: Path) -> str:
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["model"]
+    h = hashlib.sha256()
+    for name in sorted(state):
+        h.update(name.encode())
+        h.update(state[name].contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def recorded(arch: str) -> dict | None:
+    """The digests recorded for `arch` on this CPU kernel family, or None."""
+    table = json.loads(RECORDED.read_text()) if RECORDED.exists() else {}
+    return table.get(torch.backends.cpu.get_cpu_capability(), {}).get(arch)
+
+
+def digests(arch: str, root: Path, data_root: Path) -> dict:
+    """Run the micro pipeline for `arch` under `root` (one thread, no progress) and digest it."""
+    from bench.results import load_result
+    from bench.run import RunOptions, run
+
+    options = RunOptions(out=root / "results", run_dir=root / "runs", data_root=str(data_root), progress=False, threads=1)
+    (path,) = run(arch, MICRO, [0], options)
+    doc, _ = load_result(path)
+    return {"result": result_digest(doc), "weights": weights_digest(root / "runs" / "tiny" / arch / "seed0" / "checkpoint.pt")}
+
+
+def record() -> None:
+    """Record the digests of every shipped backbone for this CPU kernel family (after a change
+    that is meant to change numbers, say why in the commit)."""
+    table = json.loads(RECORDED.read_text()) if RECORDED.exists() else {}
+    with tempfile.TemporaryDirectory() as tmp:
+        entry = {arch: digests(arch, Path(tmp) / arch, Path(tmp) / "data") for arch in ARCHS}
+    table[torch.backends.cpu.get_cpu_capability()] = entry
+    RECORDED.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
+    print(json.dumps(entry, indent=1))
+
+
+if __name__ == "__main__":
+    sys.exit(record())
