@@ -25,7 +25,7 @@ import torch
 
 from architectures import Backbone, State, build_backbone, count_parameters
 from bench.presets import DEFAULT_PRESET, PRESETS, get_preset
-from bench.table import format_table
+from bench.report.table import format_table
 
 TOLERANCE = 1e-4
 """Relative error allowed between two forms of the same computation in float32."""

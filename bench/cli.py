@@ -20,9 +20,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("bench.run", "train a backbone on a preset, evaluate it in context and write its result file"),
     "data": ("bench.data.command", "build, verify and describe the DPD training data of a preset"),
     "fidelity": ("bench.anymdp.fidelity", "compare our AnyMDP generator with the official one (needs xenoverse)"),
-    "leaderboard": ("bench.leaderboard", "regenerate leaderboard.md from the validated result files"),
-    "plot": ("bench.plot", "write comparison figures (PNG and SVG) to results/plots/"),
-    "validate": ("bench.validate", "check result files: schema, preset, dataset, recomputed metrics"),
+    "leaderboard": ("bench.report.leaderboard", "regenerate leaderboard.md from the validated result files"),
+    "plot": ("bench.report.plot", "write comparison figures (PNG and SVG) to results/plots/"),
+    "validate": ("bench.report.validate", "check result files: schema, preset, dataset, recomputed metrics"),
 }
 
 

@@ -27,7 +27,7 @@ from bench.anymdp.solvers import (
 )
 from bench.anymdp.tql_ucb import TQLUCB
 from bench.errors import BenchError
-from bench.table import format_table
+from bench.report.table import format_table
 
 Policy = Callable[[BatchedEnv, np.ndarray], np.ndarray]
 

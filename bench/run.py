@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 
 from architectures import REGISTRY, count_parameters, resolve
-from bench import distributed, results
+from bench import distributed
+from bench.report import results
 from bench.anymdp.task import Task
 from bench.data import DataInfo
 from bench.data.behavior import N_TAGS, PROMPT_ORACLE, TAG_UNKNOWN
@@ -28,7 +29,7 @@ from bench.data.loader import ShardedSequences, batch_loader
 from bench.data.split import test_tasks
 from bench.errors import BenchError
 from bench.evaluate import interactive_eval, offline_eval
-from bench.leaderboard import write_leaderboard
+from bench.report.leaderboard import write_leaderboard
 from bench.model import ICRLModel, build_model
 from bench.presets import DEFAULT_PRESET, PRESETS, Preset, get_preset
 from bench.train import TrainOptions, TrainResult, available_cores, train

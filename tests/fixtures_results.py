@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench import metrics, results
+from bench import metrics
+from bench.report import results
 from bench.data.shards import committed_fingerprint
 from bench.presets import PRESETS
 

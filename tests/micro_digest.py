@@ -62,7 +62,7 @@ def recorded(arch: str) -> dict | None:
 
 def digests(arch: str, root: Path, data_root: Path) -> dict:
     """Run the micro pipeline for `arch` under `root` (one thread, no progress) and digest it."""
-    from bench.results import load_result
+    from bench.report.results import load_result
     from bench.run import RunOptions, run
 
     options = RunOptions(out=root / "results", run_dir=root / "runs", data_root=str(data_root), progress=False, threads=1)

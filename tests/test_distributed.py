@@ -20,7 +20,8 @@ import pytest
 import torch
 
 from architectures.gdn import GatedDeltaNet
-from bench import distributed, results
+from bench import distributed
+from bench.report import results
 from bench import train as T
 from bench.data import shards
 from bench.errors import BenchError

@@ -9,11 +9,12 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from bench import cli, results
-from bench.leaderboard import _peak_memory, collect, render, write_leaderboard
-from bench.perf_backbones import scaling_record
-from bench.plot import arch_color, make_plots
-from bench.validate import agent_episodes, validate_doc
+from bench import cli
+from bench.report import results
+from bench.report.leaderboard import _peak_memory, collect, render, write_leaderboard
+from bench.perf.backbones import scaling_record
+from bench.report.plot import arch_color, make_plots
+from bench.report.validate import agent_episodes, validate_doc
 from tests.fixtures_results import EVAL_STEPS, make_result
 
 

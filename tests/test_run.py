@@ -10,7 +10,8 @@ import subprocess
 import pytest
 from micro_digest import MICRO, recorded, result_digest, weights_digest
 
-from bench import cli, results
+from bench import cli
+from bench.report import results
 from bench import run as run_mod
 from bench.errors import BenchError
 from bench.presets import get_preset

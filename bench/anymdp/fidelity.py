@@ -21,7 +21,7 @@ from bench.anymdp.official import from_official
 from bench.anymdp.sampler import sample_task, task_quality
 from bench.anymdp.task import Task
 from bench.errors import BenchError
-from bench.table import format_table
+from bench.report.table import format_table
 
 CONTINUOUS = ("terminal_fraction", "support", "gap", "gini", "entropy", "horizon_per_ns")
 BINARY = ("has_goal",)

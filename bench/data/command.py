@@ -10,7 +10,7 @@ from bench.data.loader import ShardedSequences
 from bench.data.stats import split_stats
 from bench.errors import BenchError
 from bench.presets import DEFAULT_PRESET, get_preset
-from bench.table import format_table
+from bench.report.table import format_table
 
 
 MAX_LISTED = 20

@@ -26,7 +26,7 @@ import torch
 from architectures import REGISTRY, Backbone, build_backbone, resolve
 from bench.errors import BenchError
 from bench.io import atomic_write_json
-from bench.table import format_table
+from bench.report.table import format_table
 
 D_MODEL, HEADS = 128, 4
 LAYER_BATCH, LAYER_T = 4, 2048

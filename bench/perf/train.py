@@ -24,9 +24,9 @@ import torch
 from architectures import REGISTRY, count_parameters, resolve
 from bench.errors import BenchError
 from bench.model import build_model
-from bench.perf_backbones import PeakRSS
+from bench.perf.backbones import PeakRSS
 from bench.presets import PRESETS, get_preset
-from bench.table import format_table
+from bench.report.table import format_table
 from bench.train import parameter_groups, train_step
 
 

@@ -1,7 +1,7 @@
 """`python -m bench validate <result.json> ...`: is a result file trustworthy?
 
 A result passes when it lies where its own fields place it (`<preset>/<arch>/seed<seed>.json`),
-follows the schema (`bench.results.check_result`), was made with the
+follows the schema (`bench.report.results.check_result`), was made with the
 current definition of its preset (`Preset.digest()`) and with the expected dataset (the dataset
 fingerprint recorded by the other results of its preset must agree, and match the committed
 manifests where they name one), and when every summary metric recomputes, to rounding, from the
@@ -20,7 +20,7 @@ import numpy as np
 from bench.errors import BenchError
 from bench.metrics import Episodes, summarize_groups
 from bench.presets import PRESETS
-from bench.results import AGENTS, arch_dirname, load_result
+from bench.report.results import AGENTS, arch_dirname, load_result
 
 RECOMPUTE_RTOL = 1e-9
 """Relative tolerance between a stored summary number and its recomputation."""
@@ -75,7 +75,7 @@ def validate_doc(doc: dict, expected_fingerprint: str | None = None) -> list[str
     """Reasons a parsed result is not trustworthy (empty: it passes). Schema problems come first.
     The dataset fingerprint must be `expected_fingerprint`, by default the one the committed
     manifests record for the result's preset (not checked where they record none)."""
-    from bench.results import check_result
+    from bench.report.results import check_result
 
     reasons = check_result(doc)
     if reasons:

@@ -1,7 +1,7 @@
 """`python -m bench leaderboard`: regenerate `leaderboard.md` from `results/**/seed*.json`.
 
 Deterministic: the same result files give the same bytes (fixed bootstrap seed, sorted inputs,
-no timestamps). Every file goes through `bench.validate`; refused files are listed with the
+no timestamps). Every file goes through `bench.report.validate`; refused files are listed with the
 reason. Intervals are 95 % percentile intervals of a two-level bootstrap: seeds are resampled,
 then the (shared) test tasks.
 """
@@ -20,8 +20,8 @@ from bench import metrics
 from bench.io import atomic_write
 from bench.presets import DEFAULT_PRESET, PRESETS
 from bench.errors import BenchError
-from bench.results import iter_results
-from bench.validate import agent_episodes, validate_file
+from bench.report.results import iter_results
+from bench.report.validate import agent_episodes, validate_file
 
 BOOTSTRAP_SEED = 0
 BOOTSTRAP_SAMPLES = 1000
@@ -241,7 +241,7 @@ def render(
 
 
 def figure_links(plots_dir: Path, base: Path, accepted: dict[str, list[dict]]) -> dict[str, list[str]]:
-    """Per preset, links (relative to `base`) to the figures of `bench.plot` that exist."""
+    """Per preset, links (relative to `base`) to the figures of `bench.report.plot` that exist."""
     links = {}
     for preset in accepted:
         names = [f"{preset}_{name}.png" for name in PLOTS] + (["scaling.png"] if preset == DEFAULT_PRESET else [])

@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 
 from architectures import REGISTRY  # noqa: E402
 from bench import metrics  # noqa: E402
-from bench.leaderboard import (  # noqa: E402
+from bench.report.leaderboard import (  # noqa: E402
     BASELINE_LABELS,
     BASELINES,
     BOOTSTRAP_SAMPLES,

@@ -11,10 +11,10 @@ import importlib
 from bench.errors import BenchError
 
 SUITES: dict[str, str] = {
-    "anymdp": "bench.perf_anymdp",
-    "backbones": "bench.perf_backbones",
-    "train": "bench.perf_train",
-    "data": "bench.perf_data",
+    "anymdp": "bench.perf.anymdp",
+    "backbones": "bench.perf.backbones",
+    "train": "bench.perf.train",
+    "data": "bench.perf.data",
 }
 
 

@@ -29,7 +29,7 @@ from bench.anymdp.solvers import (
     value_iteration,
 )
 from bench.errors import BenchError
-from bench.table import format_table
+from bench.report.table import format_table
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -26,9 +26,9 @@ from bench.data import split as sp
 from bench.data.loader import ShardedSequences, batch_loader
 from bench.data.synth import synthesize
 from bench.errors import BenchError
-from bench.perf_anymdp import best_time, official_single, time_single_env_steps
+from bench.perf.anymdp import best_time, official_single, time_single_env_steps
 from bench.presets import PRESETS
-from bench.table import format_table
+from bench.report.table import format_table
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -256,7 +256,7 @@ def iter_results(root: str | os.PathLike = "results") -> list[Path]:
 
 def example_result(preset: str = "tiny", arch: str = "gdn", seed: int = 0, score: float = 0.5) -> dict:
     """A small valid document (two tasks in one ns group, four episodes each) for tests of readers;
-    its summaries are computed from its episode records, as `bench.validate` recomputes them."""
+    its summaries are computed from its episode records, as `bench.report.validate` recomputes them."""
     import numpy as np
 
     from bench import metrics
