@@ -15,7 +15,6 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from bench import metrics
 from bench.anymdp import portable as pt
@@ -24,9 +23,9 @@ from bench.anymdp.solvers import TaskArrays, backward_induction, oracle_returns,
 from bench.anymdp.task import Task
 from bench.anymdp.tql_ucb import TQLUCB
 from bench.errors import BenchError
-from bench.model import ICRLModel, symlog
+from bench.model import ICRLModel
 from bench.presets import Preset
-from bench.train import prepare_batch
+from bench.recipe import prepare_batch, segments, step_losses
 
 GAP_THRESHOLD = 0.01
 """A test task is skipped when J_opt - J_rand < GAP_THRESHOLD * max(1, |J_opt|): its normalised
@@ -323,15 +322,14 @@ def offline_eval(
         n_sequences += n
         state = None
         per_step = {key: torch.zeros(n, length, device=device) for key in ("action_ce", "action_acc", "obs_ce", "reward_mse")}
-        for start in range(0, length, segment_len):
-            segment = {k: v[:, start : start + segment_len] for k, v in prepared.items()}
+        for start, segment in segments(prepared, segment_len):
             out, state = model(segment, state)
             span = slice(start, start + segment["obs"].shape[1])
-            logits = out["policy_logits"].float()
-            per_step["action_ce"][:, span] = F.cross_entropy(logits.transpose(1, 2), segment["label"], reduction="none")
-            per_step["action_acc"][:, span] = (logits.argmax(-1) == segment["label"]).float()
-            per_step["obs_ce"][:, span] = F.cross_entropy(out["obs_logits"].float().transpose(1, 2), segment["next_obs"], reduction="none")
-            per_step["reward_mse"][:, span] = (out["reward_pred"].float() - symlog(segment["reward"])).square()
+            losses = step_losses(out, segment)
+            per_step["action_ce"][:, span] = losses["policy"]
+            per_step["action_acc"][:, span] = (out["policy_logits"].float().argmax(-1) == segment["label"]).float()
+            per_step["obs_ce"][:, span] = losses["obs"]
+            per_step["reward_mse"][:, span] = losses["reward"]
         valid = {key: torch.ones(n, length, device=device) for key in per_step}
         valid["obs_ce"] = prepared["next_valid"].float()
         for key, values in per_step.items():

@@ -1,18 +1,10 @@
 """`ICRLModel`: the recipe's embeddings, a backbone, a final RMSNorm and three heads.
 
-Each environment step becomes `tokens_per_step` tokens (layout from `preset.recipe.layout`,
-docs/recipe.md). Every field is embedded (rewards by a linear map), the fields of one token are
-summed with that token's slot-type embedding, and the tokens are interleaved in time order. A
-target is predicted at the output of the token just before the token that holds it:
-
-    layout   slot 0                                  slot 1   slot 2  slot 3   slot 4
-    paper    obs + first                             prompt   tag     action   reward
-    grouped  prev reward + obs + prompt + tag + first action
-
-    head          paper: read at  grouped: read at  target
-    policy        tag  (slot 2)   slot 0            label action (cross-entropy)
-    reward        action (slot 3) action (slot 1)   reward of this step (MSE)
-    next obs      reward (slot 4) action (slot 1)   next observation (cross-entropy)
+Each environment step becomes `layout.tokens_per_step` tokens (`bench.recipe.LAYOUTS`, chosen by
+`preset.recipe.layout`, docs/recipe.md). Every field is embedded (rewards by a linear map after
+symlog), the fields of one token are summed with that token's slot embedding, and the tokens are
+interleaved in time order. The policy head reads the token before the action; the reward and
+next-observation heads read the slots the layout names.
 
 `first` marks the first step of an episode, so episode boundaries are visible to the model.
 """
@@ -28,21 +20,11 @@ from architectures.base import Backbone, State, count_parameters
 from architectures.layers import RMSNorm
 from bench.errors import BenchError
 from bench.presets import Preset
+from bench.recipe import get_layout, symlog
 
-LAYOUTS = {"paper": 5, "grouped": 2}
-"""Tokens per environment step of each layout."""
-POLICY_SLOT = {"paper": 2, "grouped": 0}
-REWARD_SLOT = {"paper": 3, "grouped": 1}
-NEXT_OBS_SLOT = {"paper": 4, "grouped": 1}
 EMBED_STD = 0.02
 DEFAULT_FIELD_VOCAB = 16
 """Embedding rows for prompt and tag ids (ids must be below it; the data uses a handful)."""
-
-
-def symlog(x: torch.Tensor) -> torch.Tensor:
-    """sign(x) * log(1 + |x|): rewards enter the model and the reward loss on this scale, since
-    AnyMDP rewards span about -35 to 100 with most within +-2 (docs/recipe.md)."""
-    return torch.sign(x) * torch.log1p(x.abs())
 
 
 def max_states(preset: Preset) -> int:
@@ -73,14 +55,12 @@ class ICRLModel(nn.Module):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        layout = preset.recipe.layout
-        if layout not in LAYOUTS:
-            raise BenchError(f"unknown layout {layout!r}; choose from: {', '.join(LAYOUTS)}")
+        layout = get_layout(preset.recipe.layout)
         if backbone.d_model != preset.d_model:
             raise BenchError(f"backbone d_model={backbone.d_model} differs from preset {preset.name!r} d_model={preset.d_model}")
         d = preset.d_model
         self.layout = layout
-        self.tokens_per_step = LAYOUTS[layout]
+        self.tokens_per_step = layout.tokens_per_step
         self.n_obs = max_states(preset)
         self.mask_id = self.n_obs  # observation id used for masked inputs
         self.na = preset.data.na
@@ -118,41 +98,32 @@ class ICRLModel(nn.Module):
     def _reward_in(self, reward: torch.Tensor) -> torch.Tensor:
         return self.reward_embed(symlog(reward.to(self.reward_embed.weight.dtype)).unsqueeze(-1))
 
-    def _slot(self, index: int) -> torch.Tensor:
-        return self.slot_embed.weight[index]
-
     def _check_ids(self, obs: torch.Tensor, action: torch.Tensor | None) -> None:
         if obs.numel() and (int(obs.min()) < 0 or int(obs.max()) > self.mask_id):
             raise BenchError(f"observation ids must be in [0, {self.n_obs}] (mask id {self.mask_id}); got {int(obs.min())}..{int(obs.max())}")
         if action is not None and action.numel() and (int(action.min()) < 0 or int(action.max()) >= self.na):
             raise BenchError(f"action ids must be in [0, {self.na}); got {int(action.min())}..{int(action.max())}")
 
-    def step_tokens(
-        self,
-        obs: torch.Tensor,
-        prompt: torch.Tensor,
-        tag: torch.Tensor,
-        action: torch.Tensor,
-        reward: torch.Tensor,
-        prev_reward: torch.Tensor,
-        first: torch.Tensor,
-    ) -> torch.Tensor:
-        """Fields (B, L) -> tokens (B, L * tokens_per_step, D) in time order."""
-        obs_part = self.obs_embed(obs.long()) + self.first_embed(first.long())
-        if self.layout == "grouped":
-            slots = [
-                obs_part + self.prompt_embed(prompt.long()) + self.tag_embed(tag.long()) + self._reward_in(prev_reward),
-                self.action_embed(action.long()),
-            ]
-        else:
-            slots = [
-                obs_part,
-                self.prompt_embed(prompt.long()),
-                self.tag_embed(tag.long()),
-                self.action_embed(action.long()),
-                self._reward_in(reward),
-            ]
-        tokens = torch.stack([s + self._slot(i) for i, s in enumerate(slots)], dim=2)  # (B, L, k, D)
+    def _field(self, name: str, fields: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The embedding of one field of a token (`obs` carries the episode-start flag)."""
+        if name == "obs":
+            return self.obs_embed(fields["obs"].long()) + self.first_embed(fields["first"].long())
+        if name in ("reward", "prev_reward"):
+            return self._reward_in(fields[name])
+        table = {"prompt": self.prompt_embed, "tag": self.tag_embed, "action": self.action_embed}[name]
+        return table(fields[name].long())
+
+    def _token(self, slot: int, fields: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Slot `slot`'s token: its fields' embeddings summed in layout order, plus the slot embedding."""
+        names = self.layout.slots[slot]
+        token = self._field(names[0], fields)
+        for name in names[1:]:
+            token = token + self._field(name, fields)
+        return token + self.slot_embed.weight[slot]
+
+    def step_tokens(self, fields: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B, L) fields -> tokens (B, L * tokens_per_step, D) in time order."""
+        tokens = torch.stack([self._token(i, fields) for i in range(self.tokens_per_step)], dim=2)  # (B, L, k, D)
         return tokens.flatten(1, 2)
 
     # ---- training --------------------------------------------------------------------------
@@ -164,16 +135,13 @@ class ICRLModel(nn.Module):
         step before, 0 at a sequence start) and first (bool). Returns policy_logits (B, L, na),
         obs_logits (B, L, n_obs) (the next observation) and reward_pred (B, L) (symlog of the reward)."""
         self._check_ids(segment["obs"], segment["action"])
-        tokens = self.step_tokens(
-            segment["obs"], segment["prompt"], segment["tag"], segment["action"],
-            segment["reward"], segment["prev_reward"], segment["first"],
-        )
+        tokens = self.step_tokens(segment)
         hidden, state = self.backbone(tokens, state)
         hidden = self.norm(hidden).unflatten(1, (-1, self.tokens_per_step))  # (B, L, k, D)
         outputs = {
-            "policy_logits": self.policy_head(hidden[:, :, POLICY_SLOT[self.layout]]),
-            "reward_pred": self.reward_head(hidden[:, :, REWARD_SLOT[self.layout]]).squeeze(-1),
-            "obs_logits": self.obs_head(hidden[:, :, NEXT_OBS_SLOT[self.layout]]),
+            "policy_logits": self.policy_head(hidden[:, :, self.layout.policy_read]),
+            "reward_pred": self.reward_head(hidden[:, :, self.layout.reward_read]).squeeze(-1),
+            "obs_logits": self.obs_head(hidden[:, :, self.layout.next_obs_read]),
         }
         return outputs, state
 
@@ -201,26 +169,21 @@ class ICRLModel(nn.Module):
         `prev_reward` is the reward of the previous step (ignored at the first step of the stream);
         `first` marks the first step of an episode. Constant cost per call."""
         self._check_ids(obs, None)
-        obs_part = self.obs_embed(obs.long()) + self.first_embed(first.long())
-        if self.layout == "grouped":
-            if not state.started:
-                prev_reward = torch.zeros_like(prev_reward, dtype=torch.float32)
-            token = obs_part + self.prompt_embed(prompt.long()) + self.tag_embed(tag.long()) + self._reward_in(prev_reward)
-            out = self._feed(token + self._slot(0), state)
-        else:
-            if state.started:
-                self._feed(self._reward_in(prev_reward) + self._slot(4), state)
-            self._feed(obs_part + self._slot(0), state)
-            self._feed(self.prompt_embed(prompt.long()) + self._slot(1), state)
-            out = self._feed(self.tag_embed(tag.long()) + self._slot(2), state)
+        if not state.started:
+            prev_reward = torch.zeros_like(prev_reward, dtype=torch.float32)
+        fields = {"obs": obs, "prompt": prompt, "tag": tag, "first": first, "prev_reward": prev_reward, "reward": prev_reward}
+        if state.started:  # the slots after the action hold the previous step's outcome
+            for slot in range(self.layout.action_slot + 1, self.tokens_per_step):
+                self._feed(self._token(slot, fields), state)
+        for slot in range(self.layout.action_slot):
+            out = self._feed(self._token(slot, fields), state)
         state.started = True
         return self.policy_head(self.norm(out)), state
 
     @torch.no_grad()
     def feed_action(self, action: torch.Tensor, state: StepState) -> StepState:
         """Feed the action taken (B,) after `policy_logits_step`."""
-        slot = 1 if self.layout == "grouped" else 3
-        self._feed(self.action_embed(action.long()) + self._slot(slot), state)
+        self._feed(self._token(self.layout.action_slot, {"action": action}), state)
         return state
 
 

@@ -19,12 +19,11 @@ import math
 import os
 import resource
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from architectures.base import detach_state
@@ -32,13 +31,12 @@ from bench import distributed
 from bench.distributed import dist_info
 from bench.errors import BenchError
 from bench.io import atomic_write
-from bench.model import ICRLModel, symlog
+from bench.model import ICRLModel
 from bench.presets import RecipeSpec
+from bench.recipe import LOSS_TERMS, position_weights, prepare_batch, segments, step_losses, term_weights, weighted_sums
 
 CHECKPOINT_NAME = "checkpoint.pt"
 FINAL_LR_FRACTION = 0.1
-RAMP_FLOOR = 0.01
-"""Loss weight of the first context position under the position ramp ("near 0")."""
 
 BatchSource = Callable[[int, int, int], Iterable[dict[str, torch.Tensor]]]
 """(epoch, rank, world_size) -> the batches of that epoch, in a fixed order (a function of the seed)."""
@@ -115,65 +113,6 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def position_weights(length: int, ramp_steps: int) -> torch.Tensor:
-    """(length,) loss weight per context position: linear from RAMP_FLOOR to 1 over `ramp_steps`."""
-    positions = torch.arange(length, dtype=torch.float32)
-    if ramp_steps <= 0:
-        return torch.ones(length)
-    return (RAMP_FLOOR + (1 - RAMP_FLOOR) * positions / ramp_steps).clamp(max=1.0)
-
-
-def prepare_batch(
-    batch: dict[str, torch.Tensor], mask_id: int, mask_prob: float, generator: torch.Generator, shard: tuple[int, int] = (0, 1)
-) -> dict[str, torch.Tensor]:
-    """Whole-sequence inputs and targets, computed before cutting into segments:
-    prev_reward, first (episode start), the (masked) obs inputs, the next-obs target and its
-    validity (not across an episode end or past the sequence). `shard` = (rank, world_size):
-    the mask of the whole global batch is drawn and this rank's rows kept (same masks at any world size)."""
-    obs, reward, done = batch["obs"].long(), batch["reward"].float(), batch["done"].bool()
-    n, length = obs.shape
-    prev_reward = torch.zeros_like(reward)
-    prev_reward[:, 1:] = reward[:, :-1]
-    first = torch.ones_like(done)
-    first[:, 1:] = done[:, :-1]
-    next_obs = torch.zeros_like(obs)
-    next_obs[:, :-1] = obs[:, 1:]
-    next_valid = ~done
-    next_valid[:, -1] = False
-    masked = torch.rand(n * shard[1], length, generator=generator)[shard[0] * n : (shard[0] + 1) * n] < mask_prob
-    return {
-        "obs": torch.where(masked, torch.full_like(obs, mask_id), obs),
-        "prompt": batch["prompt"].long(),
-        "tag": batch["tag"].long(),
-        "action": batch["action"].long(),
-        "label": batch["label"].long(),
-        "reward": reward,
-        "prev_reward": prev_reward,
-        "first": first,
-        "next_obs": next_obs,
-        "next_valid": next_valid,
-    }
-
-
-def segment_losses(
-    outputs: dict[str, torch.Tensor], segment: dict[str, torch.Tensor], weights: torch.Tensor
-) -> dict[str, torch.Tensor]:
-    """Weighted loss sums (not means) of one segment: policy CE vs label, next-obs CE, reward MSE
-    (on the symlog scale)."""
-    policy = F.cross_entropy(outputs["policy_logits"].float().flatten(0, 1), segment["label"].flatten(), reduction="none")
-    obs = F.cross_entropy(outputs["obs_logits"].float().flatten(0, 1), segment["next_obs"].flatten(), reduction="none")
-    reward = (outputs["reward_pred"].float() - symlog(segment["reward"])).square().flatten()
-    w = weights.flatten()
-    w_obs = w * segment["next_valid"].flatten()
-    return {"policy": (policy * w).sum(), "obs": (obs * w_obs).sum(), "reward": (reward * w).sum()}
-
-
-def _segments(prepared: dict[str, torch.Tensor], segment_len: int) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
-    length = prepared["obs"].shape[1]
-    for start in range(0, length, segment_len):
-        yield start, {k: v[:, start : start + segment_len] for k, v in prepared.items()}
-
-
 def train_step(
     model: nn.Module,
     core: ICRLModel,
@@ -187,22 +126,20 @@ def train_step(
     prepared = {k: v.to(device) for k, v in prepare_batch(batch, core.mask_id, recipe.obs_mask_prob, generator, dist_info()).items()}
     n, length = prepared["obs"].shape
     weights = position_weights(length, recipe.position_ramp_steps).to(device).expand(n, length)
-    totals = distributed.ddp_denominators(
-        {"policy": weights.sum(), "obs": (weights * prepared["next_valid"]).sum(), "reward": weights.sum()}
-    )
+    totals = distributed.ddp_denominators({k: w.sum() for k, w in term_weights(weights, prepared).items()})
     totals["obs"] = totals["obs"].clamp(min=1.0)
-    loss_weights = dict(zip(("policy", "obs", "reward"), recipe.loss_weights))
+    loss_weights = dict(zip(LOSS_TERMS, recipe.loss_weights))
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     state = None
     total = 0.0
-    starts = list(range(0, length, recipe.segment_len))
-    for start, segment in _segments(prepared, recipe.segment_len):
-        last = start == starts[-1]
-        sync = contextlib.nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync()
+    last_start = (length - 1) // recipe.segment_len * recipe.segment_len
+    for start, segment in segments(prepared, recipe.segment_len):
+        sync = contextlib.nullcontext() if start == last_start or not hasattr(model, "no_sync") else model.no_sync()
         with sync:
             with autocast:
                 outputs, state = model(segment, state)
-            sums = segment_losses(outputs, segment, weights[:, start : start + recipe.segment_len])
+            span = weights[:, start : start + recipe.segment_len]
+            sums = weighted_sums(step_losses(outputs, segment), term_weights(span, segment))
             loss = sum(loss_weights[k] * sums[k] / totals[k] for k in sums)
             loss.backward()
         state = detach_state(state)

@@ -22,6 +22,7 @@ import torch
 from architectures.gdn import GatedDeltaNet
 from bench import distributed
 from bench.report import results
+from bench import recipe as R
 from bench import train as T
 from bench.data import shards
 from bench.errors import BenchError
@@ -150,8 +151,8 @@ def test_ddp_denominators_and_mask_rows_match_the_global_batch():
     assert distributed.ddp_denominators({"a": torch.tensor(6.0)}) == {"a": torch.tensor(6.0)}  # one process: unchanged
     g = torch.Generator().manual_seed(3)
     batch = global_batch(0)
-    whole = T.prepare_batch(batch, 99, 0.5, g.manual_seed(3))["obs"]
-    halves = [T.prepare_batch({k: v[2 * r : 2 * r + 2] for k, v in batch.items()}, 99, 0.5, g.manual_seed(3), (r, 2))["obs"] for r in range(2)]
+    whole = R.prepare_batch(batch, 99, 0.5, g.manual_seed(3))["obs"]
+    halves = [R.prepare_batch({k: v[2 * r : 2 * r + 2] for k, v in batch.items()}, 99, 0.5, g.manual_seed(3), (r, 2))["obs"] for r in range(2)]
     assert torch.equal(torch.cat(halves), whole) and (whole == 99).any()
 
 

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from bench.data import ensure_data
-from bench.data.loader import BATCH_FIELDS, ShardedSequences, batch_loader, iter_segments
+from bench.data.loader import BATCH_FIELDS, ShardedSequences, batch_loader
+from bench.recipe import segments
 from bench.errors import BenchError
 from bench.presets import PRESETS
 
@@ -98,13 +99,13 @@ def test_bad_loader_arguments_raise(dataset, kwargs, words):
 
 def test_segments_are_consecutive_slices(dataset):
     batch = next(batch_loader(dataset, batch_size=4, seed=0))
-    segments = list(iter_segments(batch, 32))
-    assert [s["obs"].shape[1] for s in segments] == [32, 32, 16]
+    parts = [part for _, part in segments(batch, 32)]
+    assert [s["obs"].shape[1] for s in parts] == [32, 32, 16]
     for name in BATCH_FIELDS:
-        assert torch.equal(torch.cat([s[name] for s in segments], dim=1), batch[name])
-    assert all(torch.equal(s["ns"], batch["ns"]) for s in segments)
+        assert torch.equal(torch.cat([s[name] for s in parts], dim=1), batch[name])
+    assert all(torch.equal(s["ns"], batch["ns"]) for s in parts)
     with pytest.raises(BenchError, match="segment_len"):
-        next(iter_segments(batch, 0))
+        next(segments(batch, 0))
 
 
 def test_missing_split_raises(tmp_path):

@@ -9,9 +9,9 @@ import torch
 
 from architectures.gsa import GatedSlotAttention
 from bench.errors import BenchError
-from bench.model import ICRLModel, build_model, max_states, symlog
+from bench.model import ICRLModel, build_model, max_states
+from bench.recipe import prepare_batch, symlog
 from bench.presets import get_preset
-from bench.train import prepare_batch
 from tests.test_train import MICRO, synthetic_batch
 
 

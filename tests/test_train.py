@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from architectures.gsa import GatedSlotAttention
+from bench import recipe as R
 from bench import train as T
 from bench.errors import BenchError
 from bench.model import ICRLModel
@@ -66,20 +67,20 @@ def test_lr_schedule_and_position_weights():
     assert T.lr_factor(9, 10, 100) == pytest.approx(1.0)
     assert T.lr_factor(10, 10, 100) == pytest.approx(1.0)
     assert T.lr_factor(100, 10, 100) == pytest.approx(T.FINAL_LR_FRACTION)
-    w = T.position_weights(6, 4)
-    assert w[0] == pytest.approx(T.RAMP_FLOOR) and w[4:].tolist() == [1.0, 1.0]
+    w = R.position_weights(6, 4)
+    assert w[0] == pytest.approx(R.RAMP_FLOOR) and w[4:].tolist() == [1.0, 1.0]
     assert (w[1:] >= w[:-1]).all()
-    assert T.position_weights(3, 0).tolist() == [1.0, 1.0, 1.0]
+    assert R.position_weights(3, 0).tolist() == [1.0, 1.0, 1.0]
 
 
 def test_prepare_batch_targets():
     batch = synthetic_batch(0, batch=1, length=12)
-    p = T.prepare_batch(batch, mask_id=16, mask_prob=0.0, generator=torch.Generator().manual_seed(0))
+    p = R.prepare_batch(batch, mask_id=16, mask_prob=0.0, generator=torch.Generator().manual_seed(0))
     assert p["first"][0].nonzero().flatten().tolist() == [0, 6]
     assert p["prev_reward"][0, 0] == 0 and p["prev_reward"][0, 1:].tolist() == batch["reward"][0, :-1].tolist()
     assert p["next_obs"][0, :5].tolist() == batch["obs"][0, 1:6].tolist()
     assert not p["next_valid"][0, 5] and not p["next_valid"][0, 11] and p["next_valid"][0, :5].all()
-    masked = T.prepare_batch(batch, 16, 1.0, torch.Generator().manual_seed(0))
+    masked = R.prepare_batch(batch, 16, 1.0, torch.Generator().manual_seed(0))
     assert (masked["obs"] == 16).all()
 
 

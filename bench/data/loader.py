@@ -106,12 +106,3 @@ def batch_loader(
     for start in range(0, len(dataset) - batch_size + 1, batch_size):
         indices = order[start + rank * local : start + (rank + 1) * local]
         yield _to_torch(dataset.gather(indices))
-
-
-def iter_segments(batch: dict[str, torch.Tensor], segment_len: int) -> Iterator[dict[str, torch.Tensor]]:
-    """Consecutive (B, L) slices of a batch's step fields (the last may be shorter); `ns` is passed along."""
-    steps = batch["obs"].shape[1]
-    if not isinstance(segment_len, int) or segment_len < 1:
-        raise BenchError(f"segment_len must be a positive int; got {segment_len!r}")
-    for start in range(0, steps, segment_len):
-        yield {name: value if value.dim() == 1 else value[:, start : start + segment_len] for name, value in batch.items()}
