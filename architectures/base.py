@@ -15,8 +15,9 @@ recipe, not to the backbone: two backbones differ only in what happens between t
 A state is any nesting of tuples, lists and dicts whose leaves are tensors with the batch on
 dimension 0 (so that it can be detached, moved and split across ranks generically).
 
-`preset_kwargs` maps a preset name to the constructor keyword arguments (other than d_model)
-that meet that preset's parameter budget.
+An external backbone declares its sizes in `preset_kwargs`: size name -> the constructor keyword
+arguments (other than d_model) that meet that size's parameter budget. The shipped backbones have
+their rows in `architectures.registry.SIZES` instead (see `architectures.build.size_kwargs`).
 """
 
 from __future__ import annotations
@@ -26,13 +27,14 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from bench.errors import BenchError
+from architectures.errors import BackboneError
 
 State = Any  # nested tuples / lists / dicts of tensors, batch first
 
 
 class Backbone(nn.Module):
     preset_kwargs: ClassVar[dict[str, dict[str, Any]]] = {}
+    """An external backbone's sizes: size name -> constructor keyword arguments other than d_model."""
 
     def __init__(self, d_model: int, n_layers: int) -> None:
         super().__init__()
@@ -91,14 +93,17 @@ class BlockStack(Backbone):
 
     def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         if x.dim() != 3 or x.shape[-1] != self.d_model or x.shape[1] < 1:
-            raise BenchError(
-                f"{type(self).__name__}.forward: x has shape {tuple(x.shape)}; expected (B, L, {self.d_model}) with L >= 1"
+            raise BackboneError(
+                f"{type(self).__name__}.forward: x has shape {tuple(x.shape)}; "
+                f"expected (B, L, {self.d_model}) with L >= 1"
             )
         return self._run(x, state, "chunk")
 
     def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         if x.dim() != 2 or x.shape[-1] != self.d_model:
-            raise BenchError(f"{type(self).__name__}.step: x has shape {tuple(x.shape)}; expected (B, {self.d_model})")
+            raise BackboneError(
+                f"{type(self).__name__}.step: x has shape {tuple(x.shape)}; expected (B, {self.d_model})"
+            )
         y, state = self._run(x[:, None], state, "recurrent")
         return y[:, 0], state
 
@@ -106,7 +111,7 @@ class BlockStack(Backbone):
         if state is None:
             state = self.init_state(x.shape[0], x.device)
         if len(state) != len(self.blocks):
-            raise BenchError(
+            raise BackboneError(
                 f"{type(self).__name__}: state has {len(state)} layers; expected {len(self.blocks)} (use init_state)"
             )
         new_state = []

@@ -8,28 +8,21 @@ see docs/architectures/gdn.md. The core recurrence is in `architectures.ops.gdn`
 from __future__ import annotations
 
 import math
-from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from architectures.base import BlockStack
-from architectures.layers import GatedRMSNorm, PreNormBlock, RMSNorm, ShortConv
+from architectures.errors import BackboneError
+from architectures.init import init_weights
+from architectures.layers import GatedRMSNorm, PreNormBlock, RMSNorm, ShortConvs, default_mlp_hidden
 from architectures.ops.gdn import gated_delta_rule
-from bench.errors import BenchError
 
-INIT_STD = 0.02  # fla's initializer_range: every projection and convolution ~ N(0, 0.02^2)
 L2_NORM_EPS = 1e-6  # fla's l2norm: x / sqrt(sum(x^2) + eps)
 A_INIT_RANGE = (0.0, 16.0)  # fla: A ~ U(0, 16), A_log = log(A)
 DT_INIT_RANGE = (1e-3, 1e-1)  # fla: dt log-uniform in [0.001, 0.1], floored at 1e-4
 DT_INIT_FLOOR = 1e-4
-
-
-def default_mlp_hidden(d_model: int, hidden_ratio: int = 4) -> int:
-    """fla's GatedMLP width: 2/3 of `hidden_ratio * d_model`, rounded up to a multiple of 256."""
-    hidden = int(d_model * hidden_ratio * 2 / 3)
-    return 256 * ((hidden + 255) // 256)
 
 
 def l2_normalize(x: torch.Tensor) -> torch.Tensor:
@@ -71,11 +64,7 @@ class GatedDeltaNetMixer(nn.Module):
         self.b_proj = nn.Linear(d_model, n_heads, bias=False)
         self.A_log = nn.Parameter(torch.zeros(n_heads))
         self.dt_bias = nn.Parameter(torch.zeros(n_heads))
-        self.convs = (
-            nn.ModuleList(ShortConv(width, conv_size) for width in (self.key_dim, self.key_dim, self.value_dim))
-            if use_short_conv
-            else None
-        )
+        self.convs = ShortConvs((self.key_dim, self.key_dim, self.value_dim), conv_size) if use_short_conv else None
         self.g_proj = nn.Linear(d_model, self.value_dim, bias=False) if use_gate else None
         norm = GatedRMSNorm if use_gate else RMSNorm
         self.o_norm = norm(self.head_v_dim, eps=norm_eps)
@@ -93,13 +82,13 @@ class GatedDeltaNetMixer(nn.Module):
     def init_state(self, batch_size: int, device: torch.device | str) -> tuple[torch.Tensor, ...]:
         state = (torch.zeros(batch_size, self.n_heads, self.head_k_dim, self.head_v_dim, device=device),)
         if self.convs is not None:
-            state += tuple(conv.init_cache(batch_size, device) for conv in self.convs)
+            state += self.convs.init_cache(batch_size, device)
         return state
 
     def state_size(self) -> int:
         size = self.n_heads * self.head_k_dim * self.head_v_dim
         if self.convs is not None:
-            size += sum(conv.state_size() for conv in self.convs)
+            size += self.convs.state_size()
         return size
 
     def forward(
@@ -109,10 +98,7 @@ class GatedDeltaNetMixer(nn.Module):
         q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
         conv_caches: tuple[torch.Tensor, ...] = ()
         if self.convs is not None:
-            (q, cache_q), (k, cache_k), (v, cache_v) = (
-                conv(h, cache) for conv, h, cache in zip(self.convs, (q, k, v), state[1:])
-            )
-            conv_caches = (cache_q, cache_k, cache_v)
+            (q, k, v), conv_caches = self.convs((q, k, v), state[1:])
         else:
             q, k, v = F.silu(q), F.silu(k), F.silu(v)
         q = l2_normalize(q.unflatten(-1, (self.n_heads, self.head_k_dim)))
@@ -153,16 +139,6 @@ class GatedDeltaNet(BlockStack):
     importable; seed of the weight initialisation.
     """
 
-    preset_kwargs: ClassVar[dict[str, dict]] = {
-        # 2 x 199.9K = 399.8K (-0.1 %): 4 heads of d_k 24 / d_v 48; MLP 2 * d_model (OmniRL's inner size ratio).
-        "tiny": {"n_layers": 2, "n_heads": 4, "mlp_hidden": 256},
-        # 6 x 793.4K = 4.76M (-4.8 %): 4 heads of d_k 48 / d_v 96; MLP 2 * d_model.
-        "small": {"n_layers": 6, "n_heads": 4, "mlp_hidden": 512},
-        # 18 x 3.16M = 56.9M (-5.1 %): the paper's 18 layers, 8 heads of d_k 48 (d_v 96), conv 4;
-        # MLP 1024 as OmniRL's inner_hidden_size (fla's 1536 would give 71M, over budget).
-        "paper": {"n_layers": 18, "n_heads": 8, "head_dim": 48, "mlp_hidden": 1024},
-    }
-
     def __init__(
         self,
         d_model: int,
@@ -182,7 +158,7 @@ class GatedDeltaNet(BlockStack):
     ) -> None:
         super().__init__(d_model, n_layers)
         if n_heads < 1:
-            raise BenchError(f"gdn: n_heads={n_heads}; accepted: a positive integer")
+            raise BackboneError(f"gdn: n_heads={n_heads}; accepted: a positive integer")
         head_dim = int(0.75 * d_model) // n_heads if head_dim is None else head_dim
         _check_config(n_layers, n_heads, head_dim, expand_v, conv_size, mlp_hidden, chunk_size)
         self.blocks = nn.ModuleList(
@@ -204,19 +180,14 @@ class GatedDeltaNet(BlockStack):
         )
         self.reset_parameters(torch.Generator().manual_seed(seed))
 
-    @torch.no_grad()
     def reset_parameters(self, generator: torch.Generator) -> None:
-        """fla's initialisation: linear and convolution weights ~ N(0, 0.02^2), biases 0, norms 1;
-        A_log and dt_bias as fla's GatedDeltaNet layer."""
-        for module in self.modules():
-            if isinstance(module, (nn.Linear, ShortConv)):
-                module.weight.normal_(0.0, INIT_STD, generator=generator)
-                if module.bias is not None:
-                    module.bias.zero_()
-            elif isinstance(module, RMSNorm):
-                module.weight.fill_(1.0)
-            elif isinstance(module, GatedDeltaNetMixer):
+        """fla's initialisation (`init_weights`), with A_log and dt_bias as fla's GatedDeltaNet layer."""
+
+        def reset_decay(module: nn.Module) -> None:
+            if isinstance(module, GatedDeltaNetMixer):
                 module.reset_decay(generator)
+
+        init_weights(self, generator, reset_decay)
 
 
 def _check_config(
@@ -229,17 +200,19 @@ def _check_config(
     chunk_size: int,
 ) -> None:
     if n_layers < 1:
-        raise BenchError(f"gdn: n_layers={n_layers}; accepted: a positive integer")
+        raise BackboneError(f"gdn: n_layers={n_layers}; accepted: a positive integer")
     if head_dim < 1:
-        raise BenchError(f"gdn: head_dim={head_dim}; accepted: a positive integer (default 0.75 * d_model / n_heads)")
+        raise BackboneError(
+            f"gdn: head_dim={head_dim}; accepted: a positive integer (default 0.75 * d_model / n_heads)"
+        )
     if expand_v <= 0 or not math.isclose(head_dim * expand_v, round(head_dim * expand_v)):
-        raise BenchError(
+        raise BackboneError(
             f"gdn: expand_v={expand_v}; accepted: a positive number making head_dim * expand_v "
             f"(head_dim={head_dim}) an integer"
         )
     if conv_size < 2:
-        raise BenchError(f"gdn: conv_size={conv_size}; accepted: an integer >= 2")
+        raise BackboneError(f"gdn: conv_size={conv_size}; accepted: an integer >= 2")
     if mlp_hidden is not None and mlp_hidden < 1:
-        raise BenchError(f"gdn: mlp_hidden={mlp_hidden}; accepted: a positive integer")
+        raise BackboneError(f"gdn: mlp_hidden={mlp_hidden}; accepted: a positive integer")
     if chunk_size < 1:
-        raise BenchError(f"gdn: chunk_size={chunk_size}; accepted: a positive integer")
+        raise BackboneError(f"gdn: chunk_size={chunk_size}; accepted: a positive integer")

@@ -7,26 +7,18 @@ see docs/architectures/gsa.md. The core two-pass recurrence is in `architectures
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from architectures.base import BlockStack
-from architectures.layers import PreNormBlock, RMSNorm, ShortConv
+from architectures.errors import BackboneError
+from architectures.init import init_weights
+from architectures.layers import PreNormBlock, RMSNorm, ShortConvs, default_mlp_hidden
 from architectures.ops.gsa import gsa
-from bench.errors import BenchError
 
 FEATURE_MAPS = {"swish": F.silu, "relu": F.relu}
 ATTENTION_SCALE = 1.0  # fla's GSA layer reads slots with scale 1, not d_k ** -0.5
-INIT_STD = 0.02  # fla's initializer_range: every projection ~ N(0, 0.02^2)
-
-
-def default_mlp_hidden(d_model: int, hidden_ratio: int = 4) -> int:
-    """fla's GatedMLP width: 2/3 of `hidden_ratio * d_model`, rounded up to a multiple of 256."""
-    hidden = int(d_model * hidden_ratio * 2 / 3)
-    return 256 * ((hidden + 255) // 256)
 
 
 class GSATokenMixer(nn.Module):
@@ -59,11 +51,7 @@ class GSATokenMixer(nn.Module):
         self.k_proj = nn.Linear(d_model, self.kv_dim, bias=False)
         self.v_proj = nn.Linear(d_model, self.kv_dim, bias=False)
         self.f_proj = nn.Linear(d_model, n_kv_heads * n_slots, bias=False)
-        self.convs = (
-            nn.ModuleList(ShortConv(width, conv_size) for width in (d_model, self.kv_dim, self.kv_dim))
-            if use_short_conv
-            else None
-        )
+        self.convs = ShortConvs((d_model, self.kv_dim, self.kv_dim), conv_size) if use_short_conv else None
         self.out_norm = RMSNorm(d_model, eps=norm_eps)
         self.o_proj = nn.Linear(d_model, d_model, bias=False)
 
@@ -74,13 +62,13 @@ class GSATokenMixer(nn.Module):
             torch.zeros(batch_size, heads, m, d, device=device),
         )
         if self.convs is not None:
-            state += tuple(conv.init_cache(batch_size, device) for conv in self.convs)
+            state += self.convs.init_cache(batch_size, device)
         return state
 
     def state_size(self) -> int:
         size = 2 * self.n_kv_heads * self.head_dim * self.n_slots
         if self.convs is not None:
-            size += sum(conv.state_size() for conv in self.convs)
+            size += self.convs.state_size()
         return size
 
     def forward(
@@ -90,10 +78,7 @@ class GSATokenMixer(nn.Module):
         q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
         conv_caches: tuple[torch.Tensor, ...] = ()
         if self.convs is not None:
-            (q, cache_q), (k, cache_k), (v, cache_v) = (
-                conv(h, cache) for conv, h, cache in zip(self.convs, (q, k, v), state[2:])
-            )
-            conv_caches = (cache_q, cache_k, cache_v)
+            (q, k, v), conv_caches = self.convs((q, k, v), state[2:])
         q = self.feature_map(q.unflatten(-1, (self.n_heads, self.head_dim)))
         k = self.feature_map(k.unflatten(-1, (self.n_kv_heads, self.head_dim)))
         v = F.silu(v.unflatten(-1, (self.n_kv_heads, self.head_dim)))
@@ -127,15 +112,6 @@ class GatedSlotAttention(BlockStack):
     PyTorch chunked form; use_fla: use fla's Triton kernels on CUDA when importable; seed of the
     weight initialisation.
     """
-
-    preset_kwargs: ClassVar[dict[str, dict]] = {
-        # 2 x 205.2K = 410.4K (+2.6 %): fla's MLP rounding (512) would not fit two layers, so 320.
-        "tiny": {"n_layers": 2, "n_heads": 4, "n_slots": 32, "mlp_hidden": 320},
-        # 6 x 820.0K = 4.92M (-1.6 %): 64 slots as the paper; MLP 640 instead of fla's 768 to fit six layers.
-        "small": {"n_layers": 6, "n_heads": 4, "n_slots": 64, "mlp_hidden": 640},
-        # 16 x 3.67M = 58.7M (-2.1 %): the paper's 64 slots at d_model 512, 8 heads, fla's MLP (1536).
-        "paper": {"n_layers": 16, "n_heads": 8, "n_slots": 64},
-    }
 
     def __init__(
         self,
@@ -178,16 +154,9 @@ class GatedSlotAttention(BlockStack):
         )
         self.reset_parameters(torch.Generator().manual_seed(seed))
 
-    @torch.no_grad()
     def reset_parameters(self, generator: torch.Generator) -> None:
-        """fla's initialisation: linear and convolution weights ~ N(0, 0.02^2), biases 0, norms 1."""
-        for module in self.modules():
-            if isinstance(module, (nn.Linear, ShortConv)):
-                module.weight.normal_(0.0, INIT_STD, generator=generator)
-                if module.bias is not None:
-                    module.bias.zero_()
-            elif isinstance(module, RMSNorm):
-                module.weight.fill_(1.0)
+        """fla's initialisation (`init_weights`)."""
+        init_weights(self, generator)
 
 
 def _check_config(
@@ -202,18 +171,18 @@ def _check_config(
     chunk_size: int,
 ) -> None:
     if n_layers < 1:
-        raise BenchError(f"gsa: n_layers={n_layers}; accepted: a positive integer")
+        raise BackboneError(f"gsa: n_layers={n_layers}; accepted: a positive integer")
     if n_heads < 1 or d_model % n_heads:
-        raise BenchError(f"gsa: n_heads={n_heads} must be positive and divide d_model={d_model}")
+        raise BackboneError(f"gsa: n_heads={n_heads} must be positive and divide d_model={d_model}")
     if n_kv_heads < 1 or n_heads % n_kv_heads:
-        raise BenchError(f"gsa: n_kv_heads={n_kv_heads} must be positive and divide n_heads={n_heads}")
+        raise BackboneError(f"gsa: n_kv_heads={n_kv_heads} must be positive and divide n_heads={n_heads}")
     if n_slots is not None and n_slots < 1:
-        raise BenchError(f"gsa: n_slots={n_slots}; accepted: a positive integer")
+        raise BackboneError(f"gsa: n_slots={n_slots}; accepted: a positive integer")
     if feature_map not in FEATURE_MAPS:
-        raise BenchError(f"gsa: feature_map={feature_map!r}; accepted: {', '.join(FEATURE_MAPS)}")
+        raise BackboneError(f"gsa: feature_map={feature_map!r}; accepted: {', '.join(FEATURE_MAPS)}")
     if conv_size < 2:
-        raise BenchError(f"gsa: conv_size={conv_size}; accepted: an integer >= 2")
+        raise BackboneError(f"gsa: conv_size={conv_size}; accepted: an integer >= 2")
     if gate_logit_normalizer <= 0:
-        raise BenchError(f"gsa: gate_logit_normalizer={gate_logit_normalizer}; accepted: a positive number")
+        raise BackboneError(f"gsa: gate_logit_normalizer={gate_logit_normalizer}; accepted: a positive number")
     if chunk_size < 1:
-        raise BenchError(f"gsa: chunk_size={chunk_size}; accepted: a positive integer")
+        raise BackboneError(f"gsa: chunk_size={chunk_size}; accepted: a positive integer")

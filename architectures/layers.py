@@ -1,6 +1,8 @@
-"""Small layers shared by the shipped backbones: norms, a causal short convolution, an MLP."""
+"""Small layers shared by the shipped backbones: norms, causal short convolutions, an MLP."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -48,7 +50,9 @@ class ShortConv(nn.Module):
         """Numbers in the cache per sequence: the last K - 1 inputs of every channel."""
         return (self.kernel_size - 1) * self.weight.shape[0]
 
-    def init_cache(self, batch_size: int, device: torch.device | str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    def init_cache(
+        self, batch_size: int, device: torch.device | str, dtype: torch.dtype = torch.float32
+    ) -> torch.Tensor:
         return torch.zeros(batch_size, self.kernel_size - 1, self.weight.shape[0], device=device, dtype=dtype)
 
     def forward(self, x: torch.Tensor, cache: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -75,6 +79,32 @@ class ShortConv(nn.Module):
     def _cache_of(self, full: torch.Tensor) -> torch.Tensor:
         """The last K - 1 inputs of `full` (B, T, C), in at least float32."""
         return full[:, full.shape[1] - (self.kernel_size - 1) :].to(torch.promote_types(full.dtype, torch.float32))
+
+
+class ShortConvs(nn.ModuleList):
+    """One `ShortConv` per input (GDN's and GSA's q, k, v), their caches kept side by side in the mixer's state."""
+
+    def __init__(self, widths: Sequence[int], kernel_size: int) -> None:
+        super().__init__(ShortConv(width, kernel_size) for width in widths)
+
+    def init_cache(self, batch_size: int, device: torch.device | str) -> tuple[torch.Tensor, ...]:
+        return tuple(conv.init_cache(batch_size, device) for conv in self)
+
+    def state_size(self) -> int:
+        return sum(conv.state_size() for conv in self)
+
+    def forward(  # type: ignore[override]
+        self, inputs: Sequence[torch.Tensor], caches: Sequence[torch.Tensor]
+    ) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+        """Each input through its convolution with its cache -> (outputs, new caches)."""
+        results = [conv(x, cache) for conv, x, cache in zip(self, inputs, caches)]
+        return tuple(y for y, _ in results), tuple(cache for _, cache in results)
+
+
+def default_mlp_hidden(d_model: int, hidden_ratio: int = 4) -> int:
+    """fla's GatedMLP width: 2/3 of `hidden_ratio * d_model`, rounded up to a multiple of 256."""
+    hidden = int(d_model * hidden_ratio * 2 / 3)
+    return 256 * ((hidden + 255) // 256)
 
 
 class SwiGLU(nn.Module):

@@ -7,16 +7,13 @@ CUDA, the native loop on CPU); `step` runs the same module on a one-step sequenc
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
 from torch import nn
 
 from architectures.base import Backbone, State
+from architectures.errors import BackboneError
+from architectures.init import init_weights
 from architectures.layers import RMSNorm, SwiGLU
-from bench.errors import BenchError
-
-INIT_STD = 0.02  # MLP weights ~ N(0, 0.02^2), as the other shipped backbones
 
 
 class LSTMBlock(nn.Module):
@@ -46,39 +43,28 @@ class LSTM(Backbone):
     State: ((h, c) per layer), each (B, d_model) float32.
     """
 
-    preset_kwargs: ClassVar[dict[str, dict]] = {
-        # 2 x 199.9K = 399.9K (-0.0 %): LSTM 8 D^2 + 8 D, MLP 3 D x 176, norms 2 D.
-        "tiny": {"n_layers": 2, "mlp_hidden": 176},
-        # 6 x 821.8K = 4.93M (-1.4 %): MLP 384.
-        "small": {"n_layers": 6, "mlp_hidden": 384},
-        # 16 x 3.68M = 58.8M (-2.0 %): MLP 1024.
-        "paper": {"n_layers": 16, "mlp_hidden": 1024},
-    }
-
     def __init__(
         self, d_model: int, n_layers: int, mlp_hidden: int | None = None, norm_eps: float = 1e-6, seed: int = 0
     ) -> None:
         super().__init__(d_model, n_layers)
         if n_layers < 1:
-            raise BenchError(f"lstm: n_layers={n_layers}; accepted: a positive integer")
+            raise BackboneError(f"lstm: n_layers={n_layers}; accepted: a positive integer")
         if mlp_hidden is not None and mlp_hidden < 1:
-            raise BenchError(f"lstm: mlp_hidden={mlp_hidden}; accepted: a positive integer")
+            raise BackboneError(f"lstm: mlp_hidden={mlp_hidden}; accepted: a positive integer")
         hidden = 2 * d_model if mlp_hidden is None else mlp_hidden
         self.blocks = nn.ModuleList(LSTMBlock(d_model, hidden, norm_eps) for _ in range(n_layers))
         self.reset_parameters(torch.Generator().manual_seed(seed))
 
-    @torch.no_grad()
     def reset_parameters(self, generator: torch.Generator) -> None:
-        """LSTM weights and biases ~ U(-1/sqrt(D), 1/sqrt(D)) (PyTorch's default), MLP ~ N(0, 0.02^2), norms 1."""
+        """LSTM weights and biases ~ U(-1/sqrt(D), 1/sqrt(D)) (PyTorch's default); MLP and norms by `init_weights`."""
         bound = self.d_model**-0.5
-        for module in self.modules():
+
+        def init_lstm(module: nn.Module) -> None:
             if isinstance(module, nn.LSTM):
                 for weight in module.parameters():
                     weight.uniform_(-bound, bound, generator=generator)
-            elif isinstance(module, nn.Linear):
-                module.weight.normal_(0.0, INIT_STD, generator=generator)
-            elif isinstance(module, RMSNorm):
-                module.weight.fill_(1.0)
+
+        init_weights(self, generator, init_lstm)
 
     def init_state(self, batch_size: int, device: torch.device | str = "cpu") -> State:
         def zeros() -> torch.Tensor:
@@ -91,12 +77,12 @@ class LSTM(Backbone):
 
     def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         if x.dim() != 3 or x.shape[-1] != self.d_model:
-            raise BenchError(f"LSTM.forward: x has shape {tuple(x.shape)}; expected (B, L, {self.d_model})")
+            raise BackboneError(f"LSTM.forward: x has shape {tuple(x.shape)}; expected (B, L, {self.d_model})")
         return self._run(x, state)
 
     def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         if x.dim() != 2 or x.shape[-1] != self.d_model:
-            raise BenchError(f"LSTM.step: x has shape {tuple(x.shape)}; expected (B, {self.d_model})")
+            raise BackboneError(f"LSTM.step: x has shape {tuple(x.shape)}; expected (B, {self.d_model})")
         y, state = self._run(x[:, None], state)
         return y[:, 0], state
 

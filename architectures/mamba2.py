@@ -9,25 +9,18 @@ The scan itself is in `architectures.ops.mamba2`.
 from __future__ import annotations
 
 import math
-from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from architectures.base import BlockStack
-from architectures.layers import RMSNorm, ShortConv, SwiGLU
+from architectures.errors import BackboneError
+from architectures.init import init_weights
+from architectures.layers import RMSNorm, ShortConv, SwiGLU, default_mlp_hidden
 from architectures.ops.mamba2 import ssd
-from bench.errors import BenchError
 
-INIT_STD = 0.02  # fla's initializer_range: linear and convolution weights ~ N(0, 0.02^2)
 DEFAULT_HEAD_DIM = 64  # mamba-ssm's and fla's headdim
-
-
-def default_mlp_hidden(d_model: int, hidden_ratio: int = 4) -> int:
-    """fla's GatedMLP width: 2/3 of `hidden_ratio * d_model`, rounded up to a multiple of 256."""
-    hidden = int(d_model * hidden_ratio * 2 / 3)
-    return 256 * ((hidden + 255) // 256)
 
 
 class Mamba2Mixer(nn.Module):
@@ -131,15 +124,6 @@ class Mamba2(BlockStack):
     """
 
     mixer_attr = "mixer"
-    preset_kwargs: ClassVar[dict[str, dict]] = {
-        # 2 x (118.0K mixer + 84.6K MLP) = 405.3K (+1.3 %): 8 heads of 32, d_state 64, MLP 220 to fit two layers.
-        "tiny": {"n_layers": 2, "n_heads": 8, "d_state": 64, "mlp_hidden": 220},
-        # 4 x (432.0K mixer + 786.7K MLP) = 4.87M (-2.5 %): 8 heads of 64, d_state 64, MLP 4 d_model.
-        "small": {"n_layers": 4, "n_heads": 8, "d_state": 64, "mlp_hidden": 1024},
-        # 12 x (1.72M mixer + 3.15M MLP) = 58.4M (-2.7 %): the paper's 12 layers, expand 2, 16 heads
-        # of 64, d_state 128 (fla's default, as OmniRL uses it), MLP 4 d_model.
-        "paper": {"n_layers": 12, "n_heads": 16, "d_state": 128, "mlp_hidden": 2048},
-    }
 
     def __init__(
         self,
@@ -164,7 +148,7 @@ class Mamba2(BlockStack):
     ) -> None:
         super().__init__(d_model, n_layers)
         if expand < 1:
-            raise BenchError(f"mamba2: expand={expand}; accepted: a positive integer")
+            raise BackboneError(f"mamba2: expand={expand}; accepted: a positive integer")
         d_inner = expand * d_model
         n_heads = _resolve_heads(d_inner, head_dim, n_heads)
         mlp_hidden = default_mlp_hidden(d_model) if mlp_hidden is None else mlp_hidden
@@ -194,17 +178,10 @@ class Mamba2(BlockStack):
 
     @torch.no_grad()
     def reset_parameters(self, generator: torch.Generator) -> None:
-        """fla's Mamba2 initialisation: linear and convolution weights ~ N(0, 0.02^2), biases 0,
-        norms 1; out_proj re-drawn as PyTorch's default (U(+-1/sqrt(d_inner))) scaled by
-        1/sqrt(n_layers); D = 1; -A ~ U(A_init_range); dt = softplus(dt_bias) log-uniform in
-        [dt_min, dt_max], floored at dt_init_floor."""
-        for module in self.modules():
-            if isinstance(module, (nn.Linear, ShortConv)):
-                module.weight.normal_(0.0, INIT_STD, generator=generator)
-                if module.bias is not None:
-                    module.bias.zero_()
-            elif isinstance(module, RMSNorm):
-                module.weight.fill_(1.0)
+        """fla's Mamba2 initialisation: `init_weights`, then out_proj re-drawn as PyTorch's default
+        (U(+-1/sqrt(d_inner))) scaled by 1/sqrt(n_layers); D = 1; -A ~ U(A_init_range); dt =
+        softplus(dt_bias) log-uniform in [dt_min, dt_max], floored at dt_init_floor."""
+        init_weights(self, generator)
         dt_min, dt_max, dt_floor = self.dt_range
         for block in self.blocks:
             mixer = block.mixer
@@ -223,12 +200,12 @@ def _resolve_heads(d_inner: int, head_dim: int | None, n_heads: int | None) -> i
     if n_heads is None:
         head_dim = DEFAULT_HEAD_DIM if head_dim is None else head_dim
         if head_dim < 1 or d_inner % head_dim:
-            raise BenchError(f"mamba2: head_dim={head_dim} must be positive and divide d_inner={d_inner}")
+            raise BackboneError(f"mamba2: head_dim={head_dim} must be positive and divide d_inner={d_inner}")
         return d_inner // head_dim
     if n_heads < 1 or d_inner % n_heads:
-        raise BenchError(f"mamba2: n_heads={n_heads} must be positive and divide d_inner={d_inner}")
+        raise BackboneError(f"mamba2: n_heads={n_heads} must be positive and divide d_inner={d_inner}")
     if head_dim is not None and head_dim * n_heads != d_inner:
-        raise BenchError(
+        raise BackboneError(
             f"mamba2: head_dim={head_dim} and n_heads={n_heads} disagree with d_inner={d_inner}; give one of them"
         )
     return n_heads
@@ -248,21 +225,21 @@ def _check_config(
     chunk_size: int,
 ) -> None:
     if n_layers < 1:
-        raise BenchError(f"mamba2: n_layers={n_layers}; accepted: a positive integer")
+        raise BackboneError(f"mamba2: n_layers={n_layers}; accepted: a positive integer")
     if d_state < 1:
-        raise BenchError(f"mamba2: d_state={d_state}; accepted: a positive integer")
+        raise BackboneError(f"mamba2: d_state={d_state}; accepted: a positive integer")
     if n_groups < 1 or n_heads % n_groups:
-        raise BenchError(f"mamba2: n_groups={n_groups} must be positive and divide the {n_heads} heads")
+        raise BackboneError(f"mamba2: n_groups={n_groups} must be positive and divide the {n_heads} heads")
     if conv_size < 2:
-        raise BenchError(f"mamba2: conv_size={conv_size}; accepted: an integer >= 2")
+        raise BackboneError(f"mamba2: conv_size={conv_size}; accepted: an integer >= 2")
     if mlp_hidden < 0:
-        raise BenchError(f"mamba2: mlp_hidden={mlp_hidden}; accepted: 0 (no MLP) or a positive integer")
+        raise BackboneError(f"mamba2: mlp_hidden={mlp_hidden}; accepted: 0 (no MLP) or a positive integer")
     if not 0 < dt_min <= dt_max or dt_init_floor <= 0:
-        raise BenchError(
+        raise BackboneError(
             f"mamba2: dt_min={dt_min}, dt_max={dt_max}, dt_init_floor={dt_init_floor}; "
             "accepted: 0 < dt_min <= dt_max and dt_init_floor > 0"
         )
     if len(A_init_range) != 2 or not 0 < A_init_range[0] <= A_init_range[1]:
-        raise BenchError(f"mamba2: A_init_range={A_init_range}; accepted: (low, high) with 0 < low <= high")
+        raise BackboneError(f"mamba2: A_init_range={A_init_range}; accepted: (low, high) with 0 < low <= high")
     if chunk_size < 1:
-        raise BenchError(f"mamba2: chunk_size={chunk_size}; accepted: a positive integer")
+        raise BackboneError(f"mamba2: chunk_size={chunk_size}; accepted: a positive integer")

@@ -9,15 +9,14 @@ docs/architectures/rwkv7.md. The state update (generalized delta rule) is in `ar
 from __future__ import annotations
 
 import math
-from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from architectures.base import BlockStack, State
+from architectures.errors import BackboneError
 from architectures.ops.rwkv7 import rwkv7
-from bench.errors import BenchError
 
 # log w = -exp(-0.5) * sigmoid(.): RWKV-7's soft clamp w = exp(-exp(-softplus(-x) - 0.5)), rewritten.
 LOG_DECAY_SCALE = math.exp(-0.5)
@@ -239,19 +238,6 @@ class RWKV7(BlockStack):
     when importable; seed of the weight initialisation.
     """
 
-    preset_kwargs: ClassVar[dict[str, dict]] = {
-        # 426,880 (+6.7 %): 2 layers, 4 heads of 32, channel mix 4x as RWKV-7; LoRA widths 16
-        # (fla's rule gives 32, 32, 32, 64: 471,936, +18.0 %) so that two layers fit the budget.
-        "tiny": {
-            "n_layers": 2, "n_heads": 4, "decay_low_rank_dim": 16, "a_low_rank_dim": 16,
-            "v_low_rank_dim": 16, "gate_low_rank_dim": 16,
-        },
-        # 5,223,168 (+4.5 %): 6 layers, 4 heads of 64, fla's LoRA rule (32, 32, 32, 64).
-        "small": {"n_layers": 6, "n_heads": 4},
-        # 62,074,368 (+3.5 %): the paper's 18 layers x 8 heads of 64 at 512, fla's LoRA rule (64, 64, 32, 128).
-        "paper": {"n_layers": 18, "n_heads": 8},
-    }
-
     def __init__(
         self,
         d_model: int,
@@ -279,7 +265,7 @@ class RWKV7(BlockStack):
         for name, value in given.items():
             if value is not None:
                 if value < 1:
-                    raise BenchError(f"rwkv7: {name}={value}; accepted: a positive integer")
+                    raise BackboneError(f"rwkv7: {name}={value}; accepted: a positive integer")
                 low_rank[name] = value
         self.n_heads = n_heads
         self.blocks = nn.ModuleList(
@@ -322,7 +308,7 @@ class RWKV7(BlockStack):
         if state is None:
             state = self.init_state(x.shape[0], x.device)
         if len(state) != self.n_layers:
-            raise BenchError(f"RWKV7: state has {len(state)} layers; expected {self.n_layers} (use init_state)")
+            raise BackboneError(f"RWKV7: state has {len(state)} layers; expected {self.n_layers} (use init_state)")
         new_state, v_first = [], None
         for block, layer_state in zip(self.blocks, state):
             x, layer_state, v_first = block(x, layer_state, v_first, mode)
@@ -334,12 +320,14 @@ def _check_config(
     d_model: int, n_layers: int, n_heads: int, ffn_hidden: int | None, norm_eps: float, chunk_size: int
 ) -> None:
     if n_layers < 1:
-        raise BenchError(f"rwkv7: n_layers={n_layers}; accepted: a positive integer")
+        raise BackboneError(f"rwkv7: n_layers={n_layers}; accepted: a positive integer")
     if n_heads < 1 or d_model % n_heads or d_model // n_heads < 2:
-        raise BenchError(f"rwkv7: n_heads={n_heads} must be positive, divide d_model={d_model} and leave head dim >= 2")
+        raise BackboneError(
+            f"rwkv7: n_heads={n_heads} must be positive, divide d_model={d_model} and leave head dim >= 2"
+        )
     if ffn_hidden is not None and ffn_hidden < 1:
-        raise BenchError(f"rwkv7: ffn_hidden={ffn_hidden}; accepted: a positive integer")
+        raise BackboneError(f"rwkv7: ffn_hidden={ffn_hidden}; accepted: a positive integer")
     if norm_eps <= 0:
-        raise BenchError(f"rwkv7: norm_eps={norm_eps}; accepted: a positive number")
+        raise BackboneError(f"rwkv7: norm_eps={norm_eps}; accepted: a positive number")
     if chunk_size < 1:
-        raise BenchError(f"rwkv7: chunk_size={chunk_size}; accepted: a positive integer")
+        raise BackboneError(f"rwkv7: chunk_size={chunk_size}; accepted: a positive integer")

@@ -7,18 +7,14 @@ segment-wise training and one-step decoding give the same outputs as a single pa
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
 from torch import nn
 
 from architectures.base import Backbone, State
-from architectures.gsa import default_mlp_hidden
-from architectures.layers import RMSNorm, SwiGLU
+from architectures.errors import BackboneError
+from architectures.init import init_weights
+from architectures.layers import RMSNorm, SwiGLU, default_mlp_hidden
 from architectures.ops.transformer import apply_rotary, rotary_inverse_frequencies, sliding_window_attention
-from bench.errors import BenchError
-
-INIT_STD = 0.02  # every linear weight ~ N(0, 0.02^2), as fla's / Llama's initializer_range
 
 
 class SlidingWindowAttention(nn.Module):
@@ -80,15 +76,6 @@ class Transformer(Backbone):
     State: (position (B,) int64, ((k, v) per layer)), caches float32 (B, n_heads, window, head dim).
     """
 
-    preset_kwargs: ClassVar[dict[str, dict]] = {
-        # 2 x 201.0K = 401.9K (+0.5 %): 4 D^2 attention + 3 D x 352 MLP + norms; window 512 tokens.
-        "tiny": {"n_layers": 2, "n_heads": 4, "window": 512, "mlp_hidden": 352},
-        # 6 x 852.5K = 5.11M (+2.3 %): fla's MLP rule (768); window 2048 tokens.
-        "small": {"n_layers": 6, "n_heads": 4, "window": 2048},
-        # 18 x 3.41M = 61.4M (+2.3 %): the paper's depth and heads for RWKV-7 / GDN, fla's MLP (1536).
-        "paper": {"n_layers": 18, "n_heads": 8, "window": 4096},
-    }
-
     def __init__(
         self,
         d_model: int,
@@ -118,14 +105,9 @@ class Transformer(Backbone):
         )
         self.reset_parameters(torch.Generator().manual_seed(seed))
 
-    @torch.no_grad()
     def reset_parameters(self, generator: torch.Generator) -> None:
-        """Linear weights ~ N(0, 0.02^2), norm weights 1 (no residual rescaling)."""
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                module.weight.normal_(0.0, INIT_STD, generator=generator)
-            elif isinstance(module, RMSNorm):
-                module.weight.fill_(1.0)
+        """Linear weights ~ N(0, 0.02^2), norm weights 1 (`init_weights`; no residual rescaling)."""
+        init_weights(self, generator)
 
     def init_state(
         self, batch_size: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
@@ -139,12 +121,12 @@ class Transformer(Backbone):
 
     def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         if x.dim() != 3 or x.shape[-1] != self.d_model:
-            raise BenchError(f"Transformer.forward: x has shape {tuple(x.shape)}; expected (B, L, {self.d_model})")
+            raise BackboneError(f"Transformer.forward: x has shape {tuple(x.shape)}; expected (B, L, {self.d_model})")
         return self._run(x, state)
 
     def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         if x.dim() != 2 or x.shape[-1] != self.d_model:
-            raise BenchError(f"Transformer.step: x has shape {tuple(x.shape)}; expected (B, {self.d_model})")
+            raise BackboneError(f"Transformer.step: x has shape {tuple(x.shape)}; expected (B, {self.d_model})")
         y, state = self._run(x[:, None], state)
         return y[:, 0], state
 
@@ -164,14 +146,14 @@ def _check_config(
     d_model: int, n_layers: int, n_heads: int, window: int, mlp_hidden: int | None, rope_base: float, block_size: int
 ) -> None:
     if n_layers < 1:
-        raise BenchError(f"transformer: n_layers={n_layers}; accepted: a positive integer")
+        raise BackboneError(f"transformer: n_layers={n_layers}; accepted: a positive integer")
     if n_heads < 1 or d_model % n_heads or (d_model // n_heads) % 2:
-        raise BenchError(f"transformer: n_heads={n_heads} must divide d_model={d_model} into an even head dim")
+        raise BackboneError(f"transformer: n_heads={n_heads} must divide d_model={d_model} into an even head dim")
     if window < 1:
-        raise BenchError(f"transformer: window={window}; accepted: a positive integer")
+        raise BackboneError(f"transformer: window={window}; accepted: a positive integer")
     if mlp_hidden is not None and mlp_hidden < 1:
-        raise BenchError(f"transformer: mlp_hidden={mlp_hidden}; accepted: a positive integer")
+        raise BackboneError(f"transformer: mlp_hidden={mlp_hidden}; accepted: a positive integer")
     if rope_base <= 1:
-        raise BenchError(f"transformer: rope_base={rope_base}; accepted: a number > 1")
+        raise BackboneError(f"transformer: rope_base={rope_base}; accepted: a number > 1")
     if block_size < 1:
-        raise BenchError(f"transformer: block_size={block_size}; accepted: a positive integer")
+        raise BackboneError(f"transformer: block_size={block_size}; accepted: a positive integer")

@@ -201,12 +201,12 @@ def _guarded(name: str, check: Callable[[], CheckResult]) -> CheckResult:
 def check_backbone(
     cls_or_name: str | type[Backbone], preset: str = DEFAULT_PRESET, seed: int = 0, long_steps: int = 16_384
 ) -> list[CheckResult]:
-    """Build the backbone for `preset` (BenchError if it cannot be resolved or built) and run every check.
+    """Build the backbone for `preset` (BackboneError if it cannot be resolved or built) and run every check.
 
     Runs on one CPU thread: the inputs are small, and on a busy machine two threads were 10-30x
     slower than one. The caller's thread count is restored afterwards.
     """
-    model = build_backbone(cls_or_name, preset, seed=seed).float().cpu()
+    model = build_backbone(cls_or_name, get_preset(preset).d_model, preset, seed=seed).float().cpu()
     generator = torch.Generator().manual_seed(seed)
     probe = perturbed_copy(model, generator).eval()
     checks: list[tuple[str, Callable[[], CheckResult]]] = [

@@ -20,12 +20,12 @@ from bench.anymdp.solvers import (
     TaskArrays,
     backward_induction,
     label_policy,
-    normalized_score,
     oracle_returns,
     policy_return,
     random_returns,
 )
 from bench.anymdp.tql_ucb import TQLUCB
+from bench.metrics import normalized
 from bench.errors import BenchError
 from bench.report.table import format_table
 
@@ -60,7 +60,7 @@ def step_policy(env: BatchedEnv, act: Policy, steps: int, learner: TQLUCB | None
 
 def mean_scores(episodes, j_rand, j_opt, group: np.ndarray, first: int, last: int) -> float:
     """Mean normalised score of the episodes of tasks in `group` that ended in steps [first, last)."""
-    scores = [normalized_score(r, j_rand[b], j_opt[b]) for step, b, r in episodes if group[b] and first <= step < last]
+    scores = [normalized(r, j_rand[b], j_opt[b]) for step, b, r in episodes if group[b] and first <= step < last]
     return float(np.nanmean(scores)) if scores else float("nan")
 
 
@@ -104,7 +104,7 @@ def main(args: argparse.Namespace) -> int:
             "horizon": float(arrays.horizon[group].mean()),
             "J_opt": float(j_opt[group].mean()),
             "J_rand": float(j_rand[group].mean()),
-            "label score": float(np.nanmean(normalized_score(j_label, j_rand, j_opt)[group])),
+            "label score": float(np.nanmean(normalized(j_label, j_rand, j_opt)[group])),
             "random": mean_scores(runs["random"], j_rand, j_opt, group, 0, args.steps),
             "oracle": mean_scores(runs["oracle"], j_rand, j_opt, group, 0, args.steps),
             "oracle episodes": sum(1 for _, b, _ in runs["oracle"] if group[b]),

@@ -1,5 +1,5 @@
-"""Several processes, one run: process-group setup from torchrun's environment, rank helpers,
-failure handling, and interactive evaluation split over ranks by task (docs/distributed.md).
+"""Several processes, one run: process-group setup from torchrun's environment, rank helpers, and
+collectives whose failures are one-line errors (docs/distributed.md).
 
 Launched by `torchrun` (environment WORLD_SIZE > 1), `bench run` joins a process group: NCCL
 when the run uses CUDA (one GPU per local rank), gloo on CPU. Every rank trains on its slice of
@@ -12,7 +12,6 @@ anything: `dist_info()` is (0, 1).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,9 +21,7 @@ from typing import Any, TypeVar
 import torch
 import torch.distributed as dist
 
-from bench.data import DataInfo, ensure_data, shards
-from bench.errors import BenchError
-from bench.presets import Preset
+from bench.errors import USER_ERRORS, BenchError
 
 TIMEOUT_ENV = "BENCH_DIST_TIMEOUT_S"
 """Seconds a collective waits for the other ranks before failing (default DEFAULT_TIMEOUT_S)."""
@@ -148,6 +145,13 @@ def _collective(what: str, fn: Callable[[], T]) -> T:
         ) from None
 
 
+def all_gather_tensors(tensor: torch.Tensor, what: str) -> list[torch.Tensor]:
+    """`tensor` of every rank (same shape on each), in rank order."""
+    parts = [torch.empty_like(tensor) for _ in range(dist_info()[1])]
+    _collective(what, lambda: dist.all_gather(parts, tensor))
+    return parts
+
+
 def all_gather_objects(obj: Any, what: str) -> list[Any]:
     """`obj` of every rank, in rank order (a list of one when not distributed)."""
     rank, world_size = dist_info()
@@ -182,14 +186,14 @@ def mean_across_ranks(value: float, device: torch.device | str = "cpu") -> float
 
 
 def collective(what: str, fn: Callable[[], T]) -> T:
-    """Run `fn` on every rank; if it raises a BenchError on any rank, raise one on every rank.
+    """Run `fn` on every rank; if it raises a user error (`USER_ERRORS`) on any rank, raise a BenchError on every rank.
 
     The error names each failing rank and its message, so the same line appears in every
     rank's log instead of one rank failing while the others wait in the next collective."""
     result, error = None, None
     try:
         result = fn()
-    except BenchError as err:
+    except USER_ERRORS as err:
         error = str(err)
     errors = all_gather_objects(error, what)
     failed = [f"rank {r}: {message}" for r, message in enumerate(errors) if message is not None]
@@ -223,113 +227,3 @@ def check_batch_divides(batch_size: int) -> None:
             f"batch_size={batch_size} is not divisible by world_size={world_size}; "
             f"launch with a world size in {divisors} or change the preset's batch_size"
         )
-
-
-# ---- data -------------------------------------------------------------------------------------------
-
-
-def ensure_data_all_ranks(preset: Preset, root: str | os.PathLike | None, progress: bool) -> DataInfo:
-    """The preset's DataInfo on every rank: rank 0 builds what is missing and verifies checksums,
-    then the other ranks check that every shard is present where *they* look (node-local disks)
-    and that their manifests are rank 0's. Any problem is one BenchError on every rank."""
-    rank, world_size = dist_info()
-    if world_size == 1:
-        return ensure_data(preset, root, progress=progress)
-    info = collective("the data build on rank 0", lambda: ensure_data(preset, root, progress=progress) if rank == 0 else None)
-
-    def check_present():
-        return info if rank == 0 else _present_data(preset, root)
-
-    info = collective("the data check", check_present)
-    fingerprints = all_gather_objects(info.fingerprint, "the data fingerprint check")
-    differing = [r for r, fp in enumerate(fingerprints) if fp != fingerprints[0]]
-    if differing:
-        raise BenchError(
-            f"ranks {differing} see other data than rank 0 (dataset fingerprint {fingerprints[differing[0]][:12]} != "
-            f"{fingerprints[0][:12]}); give every node the same build"
-        )
-    return info
-
-
-def _present_data(preset: Preset, root: str | os.PathLike | None) -> DataInfo:
-    """DataInfo from the manifests, after checking that every shard's files exist (no hashing:
-    rank 0 has verified the checksums of the same build, compared through the fingerprint)."""
-    path = shards.data_root(preset, root)
-    manifests = {}
-    for split in shards.SPLITS:
-        for index in range(shards.n_shards(preset, split)):
-            entry = shards.read_shard_entry(preset, split, index, path)
-            missing = entry is None or any(
-                not (shards.shard_dir(path, split, index) / f"{name}.npy").is_file() for name in entry["files"]
-            )
-            if missing:
-                raise BenchError(
-                    f"{split} shard {index} is missing at {shards.shard_dir(path, split, index)}; every node needs the "
-                    f"whole build: {shards.rebuild_command(preset, split, index, path)}"
-                )
-        manifest_path = path / split / "manifest.json"
-        try:
-            manifests[split] = json.loads(manifest_path.read_text())
-        except (OSError, ValueError):
-            raise BenchError(f"{manifest_path} is missing or unreadable; run `python -m bench data verify --preset {preset.name}` there") from None
-    return DataInfo(
-        preset=preset.name,
-        root=path,
-        fingerprint=shards.dataset_fingerprint(manifests),
-        n_sequences=manifests["train"]["n_sequences"],
-        n_valid=manifests["valid"]["n_sequences"],
-        seq_len=preset.data.seq_len,
-    )
-
-
-# ---- interactive evaluation split over ranks ----------------------------------------------------------
-
-
-def task_slice(n_tasks: int, rank: int, world_size: int) -> slice:
-    """Rank `rank`'s contiguous block of `n_tasks` (blocks of ceil(n / world); the last may be short or empty)."""
-    per_rank = -(-n_tasks // world_size)
-    return slice(min(rank * per_rank, n_tasks), min((rank + 1) * per_rank, n_tasks))
-
-
-class RankShardedAgent:
-    """A stepping agent that runs `agent` on this rank's block of tasks only.
-
-    Each step every rank computes the logits of its block and all ranks gather the logits of
-    every task, so the rollout (environment, action sampling, metrics) proceeds on all ranks
-    exactly as in one process; only the model's work is split."""
-
-    def __init__(self, agent: Any, na: int) -> None:
-        self.agent = agent
-        self.na = na
-        self.rank, self.world_size = dist_info()
-        self.block = slice(0, 0)
-        self.n_tasks = 0
-
-    def eval(self) -> RankShardedAgent:
-        self.agent.eval()
-        return self
-
-    def start_state(self, batch_size: int, device: torch.device | str = "cpu") -> Any:
-        self.n_tasks = batch_size
-        self.block = task_slice(batch_size, self.rank, self.world_size)
-        size = self.block.stop - self.block.start
-        return self.agent.start_state(size, device) if size else None
-
-    def policy_logits_step(self, obs, prompt, tag, prev_reward, first, state):
-        b = self.block
-        padded = torch.zeros(-(-self.n_tasks // self.world_size), self.na, device=obs.device)
-        if b.stop > b.start:
-            logits, state = self.agent.policy_logits_step(obs[b], prompt[b], tag[b], prev_reward[b], first[b], state)
-            padded[: b.stop - b.start] = logits.float()
-        parts = [torch.empty_like(padded) for _ in range(self.world_size)]
-        _collective("the rollout", lambda: dist.all_gather(parts, padded))
-        return torch.cat(parts)[: self.n_tasks], state
-
-    def feed_action(self, action: torch.Tensor, state: Any) -> Any:
-        b = self.block
-        return self.agent.feed_action(action[b], state) if b.stop > b.start else state
-
-
-def shard_agent(agent: Any, na: int) -> Any:
-    """`agent` itself in one process; a RankShardedAgent over it (`na` actions) under torchrun."""
-    return agent if dist_info()[1] == 1 else RankShardedAgent(agent, na)

@@ -1,225 +1,24 @@
-"""Evaluation: offline losses by context position, and interactive ICRL rollouts.
-
-Rollouts are batched over tasks and stepped one environment step at a time through a stepping
-API that the model and the baseline stand-ins share (`SteppingAgent`): the agent returns action
-logits for the current observation, the rollout samples an action at the scheduled temperature,
-feeds it back, and steps the environment.
-"""
+"""Evaluation: offline losses by context position on held-out sequences, and interactive ICRL
+scores of the model and the baselines on the test tasks (rollouts from `bench.rollout`)."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from bench import metrics
-from bench.anymdp import portable as pt
-from bench.anymdp.batched import BatchedEnv
-from bench.anymdp.solvers import TaskArrays, backward_induction, oracle_returns, random_returns
+from bench.anymdp.solvers import TaskArrays, oracle_returns, random_returns
 from bench.anymdp.task import Task
-from bench.anymdp.tql_ucb import TQLUCB
 from bench.errors import BenchError
 from bench.model import ICRLModel
 from bench.presets import Preset
 from bench.recipe import prepare_batch, segments, step_losses
+from bench.rollout import OracleAgent, RandomAgent, Rollout, SteppingAgent, TQLUCBAgent, rollout
 
-GAP_THRESHOLD = 0.01
-"""A test task is skipped when J_opt - J_rand < GAP_THRESHOLD * max(1, |J_opt|): its normalised
-score would mostly measure reward noise."""
-CERTAIN_LOGIT = 1e4
-"""Logit margin of a stand-in's chosen action: sampled with certainty at any temperature >= 0.01."""
 BOOTSTRAP_SAMPLES = 2000
-SAMPLING_STREAM = 1
-"""Action sampling draws from Generator([seed, SAMPLING_STREAM]); the environment from BatchedEnv(seed)."""
-
-
-class SteppingAgent(Protocol):
-    """What a rollout needs from an agent (ICRLModel implements it)."""
-
-    def start_state(self, batch_size: int, device: torch.device | str = "cpu") -> Any: ...
-
-    def policy_logits_step(
-        self, obs: torch.Tensor, prompt: torch.Tensor, tag: torch.Tensor, prev_reward: torch.Tensor, first: torch.Tensor, state: Any
-    ) -> tuple[torch.Tensor, Any]: ...
-
-    def feed_action(self, action: torch.Tensor, state: Any) -> Any: ...
-
-
-def temperature_at(step: int, schedule: tuple[float, float, int]) -> float:
-    """Linear decay from schedule[0] to schedule[1] over schedule[2] steps, then constant."""
-    start, end, steps = schedule
-    if steps <= 0:
-        return end
-    return start + (end - start) * min(step, steps) / steps
-
-
-def sample_actions(logits: np.ndarray, temperature: float, rng: np.random.Generator) -> np.ndarray:
-    """One action per row of `logits` (B, na) from softmax(logits / temperature)."""
-    scaled = logits / temperature
-    probs = pt.exp(scaled - scaled.max(axis=1, keepdims=True))
-    cumulative = np.cumsum(probs, axis=1)
-    u = rng.random(len(logits))[:, None] * cumulative[:, -1:]
-    return np.minimum((cumulative <= u).sum(axis=1), logits.shape[1] - 1)
-
-
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Temporarily use `n` torch intra-op threads."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-@dataclass
-class Rollout:
-    rewards: np.ndarray
-    """(N, T) reward of each step, T >= steps (the tail finishes episodes started before `steps`)."""
-    dones: np.ndarray
-    """(N, T) bool: the episode ended after the step (terminated or truncated)."""
-    actions: np.ndarray
-    """(N, T) actions taken."""
-    steps: int
-    """Scored steps: episodes starting at or after this step are not scored."""
-
-
-def rollout(
-    agent: SteppingAgent,
-    tasks: Sequence[Task],
-    steps: int,
-    seed: int,
-    temperature: tuple[float, float, int],
-    prompt_id: int,
-    tag_id: int,
-    device: torch.device | str = "cpu",
-) -> Rollout:
-    """Run `agent` for `steps` environment steps on every task at once (auto-reset between episodes),
-    then on until every task has finished the episode in progress at `steps` (so that every scored
-    episode is complete; at most a horizon more). The agent acts the same way in that tail.
-
-    The environment and the action sampling are seeded by `seed`. An agent may define
-    `record_transition(obs, action, reward, next_obs, terminated)` (NumPy arrays) to learn from
-    each transition (TQL-UCB does); the model learns only through its state."""
-    if steps < 1:
-        raise BenchError(f"rollout steps={steps}; accepted: a positive integer")
-    n = len(tasks)
-    env = BatchedEnv(tasks, seed)
-    sampler = np.random.default_rng([seed, SAMPLING_STREAM])
-    limit = steps + int(env.horizon.max())
-    rewards = np.zeros((n, limit))
-    dones = np.zeros((n, limit), dtype=bool)
-    actions = np.zeros((n, limit), dtype=np.int64)
-    open_at_end = np.ones(n, dtype=bool)  # the episode in progress at `steps` has not ended yet
-    obs = env.reset()
-    prev_reward = np.zeros(n)
-    first = np.ones(n, dtype=bool)
-    prompt = torch.full((n,), prompt_id, dtype=torch.long, device=device)
-    tag = torch.full((n,), tag_id, dtype=torch.long, device=device)
-    state = agent.start_state(n, device)
-    record = getattr(agent, "record_transition", None)
-    threads = 1 if torch.device(device).type == "cpu" else torch.get_num_threads()
-    with torch_threads(threads):  # one thread: tiny per-step work, see the facts on CPU stepping
-        t = 0
-        while t < steps or open_at_end.any():
-            logits, state = agent.policy_logits_step(
-                torch.as_tensor(obs, device=device),
-                prompt,
-                tag,
-                torch.as_tensor(prev_reward, dtype=torch.float32, device=device),
-                torch.as_tensor(first, device=device),
-                state,
-            )
-            action_np = sample_actions(logits.float().cpu().numpy(), temperature_at(t, temperature), sampler)
-            state = agent.feed_action(torch.as_tensor(action_np, device=device), state)
-            next_obs, reward, terminated, truncated = env.step(action_np)
-            if record is not None:
-                record(obs, action_np, reward, env.next_obs, terminated)
-            done = terminated | truncated
-            rewards[:, t], dones[:, t], actions[:, t] = reward, done, action_np
-            obs, prev_reward, first = next_obs, reward, done
-            if t >= steps - 1:
-                open_at_end &= ~done
-            t += 1
-    return Rollout(rewards[:, :t], dones[:, :t], actions[:, :t], steps)
-
-
-# ---- baseline stand-ins sharing the stepping API ------------------------------------------------
-
-
-def _certain(actions: np.ndarray, na: int) -> torch.Tensor:
-    return torch.as_tensor(np.eye(na)[actions] * CERTAIN_LOGIT, dtype=torch.float32)
-
-
-class RandomAgent:
-    """Uniform-random actions (equal logits)."""
-
-    def __init__(self, na: int) -> None:
-        self.na = na
-
-    def start_state(self, batch_size: int, device: torch.device | str = "cpu") -> None:
-        return None
-
-    def policy_logits_step(self, obs, prompt, tag, prev_reward, first, state):
-        return torch.zeros(obs.shape[0], self.na), state
-
-    def feed_action(self, action, state):
-        return state
-
-
-class OracleAgent:
-    """The finite-horizon optimal (time-dependent) policy, given the true tables. It tracks the
-    step within the episode from the `first` flags and maps observations back to inner states."""
-
-    def __init__(self, tasks: Sequence[Task]) -> None:
-        arrays = TaskArrays.stack(tasks)
-        self.greedy = backward_induction(arrays).argmax(axis=-1)  # (N, H, ns)
-        self.horizon = arrays.horizon
-        self.na = arrays.na
-        inverse = np.zeros((len(tasks), arrays.ns), dtype=np.int64)
-        for i, task in enumerate(tasks):
-            inverse[i, task.permutation] = np.arange(task.ns)
-        self.inner = inverse
-
-    def start_state(self, batch_size: int, device: torch.device | str = "cpu") -> np.ndarray:
-        return np.zeros(batch_size, dtype=np.int64)  # steps taken in the current episode
-
-    def policy_logits_step(self, obs, prompt, tag, prev_reward, first, state):
-        episode_step = np.where(first.cpu().numpy(), 0, state)
-        index = np.arange(len(episode_step))
-        steps_to_go = np.maximum(self.horizon - episode_step, 1)
-        states = self.inner[index, obs.cpu().numpy()]
-        actions = self.greedy[index, steps_to_go - 1, states]
-        return _certain(actions, self.na), episode_step
-
-    def feed_action(self, action, state):
-        return state + 1
-
-
-class TQLUCBAgent:
-    """Tabular Q-learning with a UCB bonus on observation ids (bench.anymdp.tql_ucb)."""
-
-    def __init__(self, n_tasks: int, n_obs: int, na: int, seed: int) -> None:
-        self.learner = TQLUCB(n_tasks, n_obs, na)
-        self.rng = np.random.default_rng(seed)
-        self.na = na
-
-    def start_state(self, batch_size: int, device: torch.device | str = "cpu") -> None:
-        return None
-
-    def policy_logits_step(self, obs, prompt, tag, prev_reward, first, state):
-        return _certain(self.learner.act(obs.cpu().numpy(), self.rng), self.na), state
-
-    def feed_action(self, action, state):
-        return state
-
-    def record_transition(self, obs, action, reward, next_obs, terminated) -> None:
-        self.learner.update(obs, action, reward, next_obs, terminated)
 
 
 # ---- interactive evaluation -----------------------------------------------------------------------
@@ -229,8 +28,7 @@ def task_gaps(tasks: Sequence[Task]) -> tuple[np.ndarray, np.ndarray, np.ndarray
     """(J_rand, J_opt, keep mask) per task; `keep` is False where the gap is negligible."""
     arrays = TaskArrays.stack(tasks)
     j_rand, j_opt = random_returns(arrays), oracle_returns(arrays)
-    keep = (j_opt - j_rand) >= GAP_THRESHOLD * np.maximum(1.0, np.abs(j_opt))
-    return j_rand, j_opt, keep
+    return j_rand, j_opt, metrics.scorable(j_rand, j_opt)
 
 
 def summarize_rollout(
@@ -284,7 +82,7 @@ def interactive_eval(
         "eval_steps": steps,
         "n_tasks": len(kept),
         "skipped_tasks": len(tasks) - len(kept),
-        "gap_threshold": GAP_THRESHOLD,
+        "gap_threshold": metrics.GAP_THRESHOLD,
         "bootstrap_samples": BOOTSTRAP_SAMPLES,
         "smoothing_window": int(metrics.SMOOTHING_POINTS * metrics.curve_edges(steps)[1]),
         "agents": out,

@@ -23,6 +23,10 @@ import numpy as np
 
 from bench.errors import BenchError
 
+GAP_THRESHOLD = 0.01
+"""A task is scorable when J_opt - J_rand >= GAP_THRESHOLD * max(1, |J_opt|). Below it every policy
+is about as good as any other and a normalised score would mostly measure reward noise: such test
+tasks are left out of evaluation, and `normalized` gives NaN for them."""
 CI_LEVEL = 0.95
 CURVE_POINTS = 64
 """The curve has one point per window of `steps // CURVE_POINTS` steps."""
@@ -120,15 +124,23 @@ def episodes(rewards: np.ndarray, dones: np.ndarray, steps: int) -> Episodes:
     )
 
 
+def scorable(j_rand: np.ndarray, j_opt: np.ndarray) -> np.ndarray:
+    """Boolean mask of the tasks whose gap J_opt - J_rand clears GAP_THRESHOLD (the one rule)."""
+    j_rand, j_opt = np.asarray(j_rand, dtype=np.float64), np.asarray(j_opt, dtype=np.float64)
+    return (j_opt - j_rand) >= GAP_THRESHOLD * np.maximum(1.0, np.abs(j_opt))
+
+
 def normalized(returns: np.ndarray, j_rand: np.ndarray, j_opt: np.ndarray) -> np.ndarray:
-    """(R - J_rand) / (J_opt - J_rand), per task (task on axis 0); NaN stays NaN."""
+    """(R - J_rand) / (J_opt - J_rand): 0 is uniform random, 1 the finite-horizon optimum.
+
+    Tasks are on axis 0 of `returns` (further axes broadcast); NaN for tasks that are not
+    `scorable`, and NaN returns stay NaN."""
     returns = np.asarray(returns, dtype=np.float64)
-    j_rand = np.asarray(j_rand, dtype=np.float64)
-    gap = np.asarray(j_opt, dtype=np.float64) - j_rand
-    if np.any(gap <= 0):
-        raise BenchError("normalized: every task needs J_opt > J_rand; skip tasks with a negligible gap first")
-    shape = (-1,) + (1,) * (returns.ndim - 1)
-    return (returns - j_rand.reshape(shape)) / gap.reshape(shape)
+    j_rand, j_opt = np.asarray(j_rand, dtype=np.float64), np.asarray(j_opt, dtype=np.float64)
+    ok = scorable(j_rand, j_opt)
+    gap = np.where(ok, j_opt - j_rand, 1.0)
+    shape = j_rand.shape + (1,) * (returns.ndim - j_rand.ndim)
+    return np.where(ok.reshape(shape), (returns - j_rand.reshape(shape)) / gap.reshape(shape), np.nan)
 
 
 def task_means(ep: Episodes, scores: np.ndarray, bins: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from architectures import build_backbone, size_kwargs
 from architectures.base import Backbone, State, count_parameters
 from architectures.layers import RMSNorm
 from bench.errors import BenchError
@@ -192,15 +193,6 @@ def build_model(
 ) -> tuple[ICRLModel, dict]:
     """The model for `arch` (registry name or `pkg.module:Class`) at `preset`, and the backbone's
     constructor keyword arguments. Backbone weights from `seed`, recipe weights from `seed + 1`."""
-    import architectures
-
-    builder = getattr(architectures, "build_backbone", None)
-    cls = architectures.resolve(arch)
-    kwargs = dict(cls.preset_kwargs.get(preset.name, {}))
-    if builder is not None:
-        backbone = builder(arch, preset.name, seed=seed)
-    else:
-        if preset.name not in cls.preset_kwargs:
-            raise BenchError(f"architecture {arch!r} has no settings for preset {preset.name!r}; it has: {', '.join(cls.preset_kwargs) or 'none'}")
-        backbone = cls(preset.d_model, seed=seed, **kwargs)
+    kwargs = size_kwargs(arch, preset.name)
+    backbone = build_backbone(arch, preset.d_model, seed=seed, **kwargs)
     return ICRLModel(backbone, preset, n_prompts=n_prompts, n_tags=n_tags, seed=seed + 1), kwargs

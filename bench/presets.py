@@ -3,7 +3,8 @@
 A preset fixes everything that must be identical across architectures: the tasks and data
 (`DataSpec`), the training and evaluation recipe (`RecipeSpec`), the model width the recipe
 embeds into, and the parameter budget every backbone must meet (within 10 %). An architecture
-chooses only its own constructor arguments (`Backbone.preset_kwargs`).
+chooses only its own constructor arguments for a preset: `architectures.SIZES` for the shipped
+backbones, `Backbone.preset_kwargs` for one from another package.
 """
 
 from __future__ import annotations

@@ -7,35 +7,40 @@ Checkpoints go to `<run-dir>/<preset>/<arch>/seed<k>/checkpoint.pt`; `--resume` 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.metadata
 import math
 import platform
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from typing import TypeVar
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
-from architectures import REGISTRY, count_parameters, resolve
+from architectures import REGISTRY, count_parameters, resolve, size_kwargs
 from bench import distributed
 from bench.report import results
 from bench.anymdp.task import Task
-from bench.data import DataInfo
+from bench.data import DataInfo, ensure_data
 from bench.data.behavior import N_TAGS, PROMPT_ORACLE, TAG_UNKNOWN
 from bench.data.loader import ShardedSequences, batch_loader
 from bench.data.split import test_tasks
 from bench.errors import BenchError
 from bench.evaluate import interactive_eval, offline_eval
+from bench.rollout import shard_agent
 from bench.report.leaderboard import write_leaderboard
 from bench.model import ICRLModel, build_model
 from bench.presets import DEFAULT_PRESET, PRESETS, Preset, get_preset
-from bench.train import TrainOptions, TrainResult, available_cores, train
+from bench.options import RunOptions
+from bench.train import TrainResult, available_cores, train
 
 PACKAGES = ("torch", "numpy", "scipy", "tqdm", "gymnasium", "xenoverse", "fla-core", "triton")
 MAX_LOSS_POINTS = 200
+T = TypeVar("T")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -60,7 +65,8 @@ def main(args: argparse.Namespace) -> int:
         run(
             args.arch, preset, seeds, RunOptions(
                 out=Path(args.out), run_dir=Path(args.run_dir), data_root=args.data_root, resume=args.resume,
-                device=context.device, threads=args.threads or context.threads, progress=not args.no_progress,
+                device=context.device, threads=context.threads if args.threads is None else args.threads,
+                progress=not args.no_progress,
             ),
         )
         if context.rank == 0:
@@ -68,88 +74,45 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-@dataclass
-class RunOptions:
-    """Where and how `run` works (the recipe itself is the preset's)."""
-
-    out: Path = Path("results")
-    """Results folder: files go to out/<preset>/<arch>/seed<k>.json."""
-    run_dir: Path = Path("runs")
-    """Checkpoint folder: run_dir/<preset>/<arch>/seed<k>/checkpoint.pt."""
-    data_root: str | None = None
-    """Data folder passed to ensure_data (None: bench.data's default)."""
-    resume: bool = False
-    """Continue each seed from its checkpoint if there is one."""
-    device: str | None = None
-    """torch device (None: cuda if available, else cpu)."""
-    threads: int | None = None
-    """torch threads for training (None: every available core); rollouts on CPU use one."""
-    progress: bool = True
-    """Progress bars."""
-
-
 def run(arch: str, preset: Preset, seeds: list[int], options: RunOptions) -> list[Path]:
     """Ensure data, then train, evaluate and write one result per seed; returns the result paths."""
     cls = resolve(arch)  # unknown names fail here, before any work
-    if preset.name not in getattr(cls, "preset_kwargs", {}):
-        raise BenchError(f"architecture {arch!r} has no settings for preset {preset.name!r}; it has: {', '.join(cls.preset_kwargs) or 'none'}")
+    size_kwargs(cls, preset.name)  # likewise a backbone without settings for this preset
     if not seeds or any(seed < 0 for seed in seeds):
         raise BenchError(f"seeds must be non-negative integers; got {seeds}")
-    if options.threads is not None and options.threads < 1:
-        raise BenchError(f"threads={options.threads}; accepted: a positive integer")
-    device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    options = dataclasses.replace(options, device=options.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     start = time.perf_counter()
     print(f"[data] preset {preset.name}: ensuring training data", flush=True)
     distributed.check_batch_divides(preset.recipe.batch_size)
-    info = distributed.ensure_data_all_ranks(preset, options.data_root, options.progress)
+    info = ensure_data(preset, options.data_root, options.progress)
     data_s = time.perf_counter() - start
     print(f"[data] {info.n_sequences} train / {info.n_valid} valid sequences of {info.seq_len} steps at {info.root} ({data_s:.1f} s)", flush=True)
     tasks = test_tasks(preset)  # about 3 s for tiny in one process
     paths = []
     for seed in seeds:
-        path = run_one(arch, preset, seed, info, tasks, device, options, data_s if seed == seeds[0] else 0.0)
+        path = run_one(arch, preset, seed, info, tasks, options, data_s if seed == seeds[0] else 0.0)
         print(f"[result] wrote {path}" if distributed.is_main() else f"[result] rank 0 wrote {path}", flush=True)
         paths.append(path)
     return paths
 
 
-def run_one(arch: str, preset: Preset, seed: int, info: DataInfo, tasks: list[Task], device: str, options: RunOptions, data_s: float) -> Path:
+def run_one(arch: str, preset: Preset, seed: int, info: DataInfo, tasks: list[Task], options: RunOptions, data_s: float) -> Path:
     """Train and evaluate one seed; returns the result path."""
     started = time.perf_counter()
     code_at_start = git_state()
     model, arch_kwargs = build_model(arch, preset, seed=seed, n_prompts=N_TAGS, n_tags=N_TAGS)
-    recipe = preset.recipe
-    train_set = ShardedSequences(info.root, "train")
-
-    def batches(epoch: int, rank: int, world_size: int):
-        return batch_loader(train_set, recipe.batch_size, seed, epoch, rank, world_size)
-
-    arch_name = results.arch_dirname(arch)
-    run_dir = Path(options.run_dir) / preset.name / arch_name / f"seed{seed}"
-    n_params = count_parameters(model.backbone)
-    print(f"[train] {arch} seed {seed}: {n_params} backbone parameters, {recipe.train_steps} steps of "
-          f"{recipe.batch_size} x {info.seq_len} steps ({model.tokens_per_step} tokens each), device {device}", flush=True)
-    trained = train(
-        model, recipe, batches,
-        TrainOptions(
-            run_dir, seed=seed, resume=options.resume, device=device, progress=options.progress, threads=options.threads
-        ),
-    )
-    print(f"[train] done: loss {trained.final_loss:.4f}, {trained.tokens_per_s:.0f} tokens/s, {trained.wall_s:.1f} s", flush=True)
-
-    t0 = time.perf_counter()
-    valid_set = ShardedSequences(info.root, "valid")
-    valid_batch = max(b for b in range(1, min(32, len(valid_set)) + 1) if len(valid_set) % b == 0)
-    offline = offline_eval(model, batch_loader(valid_set, valid_batch, seed=0), recipe.segment_len, device)
-    offline_s = time.perf_counter() - t0
-    print(f"[offline] action accuracy by position {[round(a, 3) for a in offline['action_acc']]} ({offline_s:.1f} s)", flush=True)
-
-    t0 = time.perf_counter()
-    print(f"[rollout] {len(tasks)} test tasks x {recipe.eval_steps} steps", flush=True)
-    interactive = interactive_eval(distributed.shard_agent(model, preset.data.na), tasks, preset, seed, PROMPT_ORACLE, TAG_UNKNOWN, device)
-    rollout_s = time.perf_counter() - t0
+    trained = train_seed(model, arch, preset, seed, info, options)
+    offline, offline_s = timed(lambda: evaluate_offline(model, info, preset, options.device))
+    print(f"[rollout] {len(tasks)} test tasks x {preset.recipe.eval_steps} steps", flush=True)
+    interactive, rollout_s = timed(lambda: interactive_eval(
+        shard_agent(model, preset.data.na), tasks, preset, seed, PROMPT_ORACLE, TAG_UNKNOWN, options.device
+    ))
     print(f"[rollout] {rollout_s:.1f} s", flush=True)
-
+    wall = {
+        "data": data_s, "train": trained.wall_s, "offline_eval": offline_s, "rollout": rollout_s,
+        "total": data_s + time.perf_counter() - started,
+    }
+    arch_name = results.arch_dirname(arch)
     doc = {
         "schema_version": results.SCHEMA_VERSION,
         "kind": results.KIND,
@@ -157,16 +120,7 @@ def run_one(arch: str, preset: Preset, seed: int, info: DataInfo, tasks: list[Ta
         "arch": arch_name,
         "seed": seed,
         "manifest": manifest(
-            model, arch_kwargs, preset, info, device,
-            {
-                "data": data_s,
-                "train": trained.wall_s,
-                "offline_eval": offline_s,
-                "rollout": rollout_s,
-                "total": data_s + time.perf_counter() - started,
-            },
-            trained,
-            options.threads or available_cores(),
+            model, arch_kwargs, preset, info, options.device, wall, trained, options.threads or available_cores(),
             code_provenance(code_at_start, git_state()),
         ),
         "training": {
@@ -179,7 +133,42 @@ def run_one(arch: str, preset: Preset, seed: int, info: DataInfo, tasks: list[Ta
         "interactive": interactive,
     }
     distributed.barrier("the end of evaluation")  # no result unless every rank finished
-    return results.write_result(doc, options.out) if distributed.is_main() else results.result_path(options.out, preset.name, arch_name, seed)
+    if distributed.is_main():
+        return results.write_result(doc, options.out)
+    return results.result_path(options.out, preset.name, arch_name, seed)
+
+
+def timed(fn: Callable[[], T]) -> tuple[T, float]:
+    """fn() and the seconds it took."""
+    start = time.perf_counter()
+    return fn(), time.perf_counter() - start
+
+
+def train_seed(model: ICRLModel, arch: str, preset: Preset, seed: int, info: DataInfo, options: RunOptions) -> TrainResult:
+    """Train one seed's model on the preset's training split (checkpoints under options.run_dir)."""
+    recipe = preset.recipe
+    train_set = ShardedSequences(info.root, "train")
+
+    def batches(epoch: int, rank: int, world_size: int):
+        return batch_loader(train_set, recipe.batch_size, seed, epoch, rank, world_size)
+
+    print(f"[train] {arch} seed {seed}: {count_parameters(model.backbone)} backbone parameters, {recipe.train_steps} "
+          f"steps of {recipe.batch_size} x {info.seq_len} steps ({model.tokens_per_step} tokens each), "
+          f"device {options.device}", flush=True)
+    checkpoint_dir = options.checkpoint_dir(preset.name, results.arch_dirname(arch), seed)
+    trained = train(model, recipe, batches, checkpoint_dir, options, seed=seed)
+    print(f"[train] done: loss {trained.final_loss:.4f}, {trained.tokens_per_s:.0f} tokens/s, {trained.wall_s:.1f} s",
+          flush=True)
+    return trained
+
+
+def evaluate_offline(model: ICRLModel, info: DataInfo, preset: Preset, device: str) -> dict:
+    """Offline losses on the validation split (batches of up to 32 sequences that divide it)."""
+    valid_set = ShardedSequences(info.root, "valid")
+    valid_batch = max(b for b in range(1, min(32, len(valid_set)) + 1) if len(valid_set) % b == 0)
+    offline = offline_eval(model, batch_loader(valid_set, valid_batch, seed=0), preset.recipe.segment_len, device)
+    print(f"[offline] action accuracy by position {[round(a, 3) for a in offline['action_acc']]}", flush=True)
+    return offline
 
 
 def thin(curve: list[tuple[int, float]], max_points: int) -> list[list[float]]:

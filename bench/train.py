@@ -14,12 +14,13 @@ run ends with the same weights as an uninterrupted one.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import math
 import os
 import resource
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from bench.distributed import dist_info
 from bench.errors import BenchError
 from bench.io import atomic_write
 from bench.model import ICRLModel
+from bench.options import RunOptions
 from bench.presets import RecipeSpec
 from bench.recipe import LOSS_TERMS, position_weights, prepare_batch, segments, step_losses, term_weights, weighted_sums
 
@@ -40,26 +42,6 @@ FINAL_LR_FRACTION = 0.1
 
 BatchSource = Callable[[int, int, int], Iterable[dict[str, torch.Tensor]]]
 """(epoch, rank, world_size) -> the batches of that epoch, in a fixed order (a function of the seed)."""
-
-
-@dataclass
-class TrainOptions:
-    """How to run the recipe (the recipe itself is `preset.recipe`)."""
-
-    run_dir: Path
-    """Folder of the checkpoint (`checkpoint.pt`), written atomically by rank 0."""
-    seed: int = 0
-    """Seed of observation masking (data order and weights are seeded by their builders)."""
-    resume: bool = False
-    """Continue from `run_dir/checkpoint.pt` if it exists."""
-    device: str = "cpu"
-    """torch device for training."""
-    progress: bool = True
-    """Show a tqdm progress bar (rank 0 only)."""
-    threads: int | None = None
-    """torch intra-op threads (default: every core this process may use)."""
-    on_step: Callable[[int], None] | None = None
-    """Called after each optimiser step with the step count (tests use it to interrupt a run)."""
 
 
 @dataclass
@@ -153,110 +135,141 @@ def save_checkpoint(path: Path, payload: dict) -> None:
     atomic_write(path, buffer.getvalue())
 
 
-def train(model: ICRLModel, recipe: RecipeSpec, batches: BatchSource, options: TrainOptions) -> TrainResult:
-    """Run the recipe on `model` (in place) for `recipe.train_steps` optimiser steps."""
+@dataclass
+class Progress:
+    """Where a run stands; saved in every checkpoint, so that a resumed run continues exactly."""
+
+    step: int = 0
+    """Optimiser steps taken."""
+    epoch: int = 0
+    """Current pass over the data."""
+    position: int = 0
+    """Batches of the current epoch already used."""
+    tokens: int = 0
+    """Backbone tokens processed."""
+    wall_s: float = 0.0
+    """Training seconds before the current process started (earlier sessions of a resumed run)."""
+    loss_curve: list[tuple[int, float]] = field(default_factory=list)
+    """(step, loss) of every step."""
+
+
+def optimiser(model: nn.Module, recipe: RecipeSpec) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW (betas 0.9, 0.95) with the recipe's warm-up and cosine schedule."""
+    optimizer = torch.optim.AdamW(parameter_groups(model, recipe.weight_decay), lr=recipe.lr, betas=(0.9, 0.95))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, recipe.warmup_steps, recipe.train_steps))
+    return optimizer, scheduler
+
+
+def train(
+    model: ICRLModel,
+    recipe: RecipeSpec,
+    batches: BatchSource,
+    checkpoint_dir: Path,
+    options: RunOptions = RunOptions(),
+    seed: int = 0,
+    on_step: Callable[[int], None] | None = None,
+) -> TrainResult:
+    """Run the recipe on `model` (in place) for `recipe.train_steps` optimiser steps.
+
+    `checkpoint_dir` holds `checkpoint.pt` (written atomically by rank 0; read back with
+    `options.resume`); `seed` seeds observation masking (data order and weights are seeded by their
+    builders); `on_step(step)` is called after each optimiser step (tests use it to interrupt)."""
     rank, world_size = dist_info()
     if recipe.batch_size % world_size:
         raise BenchError(f"batch_size={recipe.batch_size} must be divisible by world_size={world_size}")
-    device = torch.device(options.device)
+    device = torch.device(options.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.set_num_threads(options.threads or available_cores())
     model.to(device)
     wrapped: nn.Module = model
     if world_size > 1:
         wrapped = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
-    optimizer = torch.optim.AdamW(parameter_groups(model, recipe.weight_decay), lr=recipe.lr, betas=(0.9, 0.95))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, recipe.warmup_steps, recipe.train_steps)
-    )
-    generator = torch.Generator().manual_seed(options.seed)
-    mask_rng_after_step = generator.get_state()  # what a checkpoint stores, even mid-step
-    checkpoint = Path(options.run_dir) / CHECKPOINT_NAME
-    step, epoch, position, tokens, wall_before = 0, 0, 0, 0, 0.0
-    loss_curve: list[tuple[int, float]] = []
+    optimizer, scheduler = optimiser(model, recipe)
+    generator = torch.Generator().manual_seed(seed)
+    checkpoint = Path(checkpoint_dir) / CHECKPOINT_NAME
+    progress = Progress()
     if options.resume and checkpoint.exists():
         saved = torch.load(checkpoint, map_location=device, weights_only=False)
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         generator.set_state(saved["mask_generator"])
-        mask_rng_after_step = generator.get_state()
-        step, epoch, position, tokens = saved["step"], saved["epoch"], saved["position"], saved["tokens"]
-        wall_before = saved["wall_s"]
-        loss_curve = [tuple(p) for p in saved["loss_curve"]]
+        progress = Progress(**{f.name: saved[f.name] for f in dataclasses.fields(Progress)})
+        progress.loss_curve = [tuple(p) for p in progress.loss_curve]
+    mask_rng_after_step = generator.get_state()  # what a checkpoint stores, even mid-step
+    started, start_tokens = time.perf_counter(), progress.tokens
 
     def write_checkpoint() -> None:
-        if rank != 0:
-            return
-        save_checkpoint(
-            checkpoint,
-            {
+        if rank == 0:
+            saved = dataclasses.replace(progress, wall_s=progress.wall_s + time.perf_counter() - started)
+            save_checkpoint(checkpoint, {
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
                 "mask_generator": mask_rng_after_step,
-                "step": step,
-                "epoch": epoch,
-                "position": position,
-                "tokens": tokens,
-                "loss_curve": loss_curve,
-                "wall_s": wall_before + time.perf_counter() - started,
-            },
-        )
+                **dataclasses.asdict(saved),
+            })
 
     from tqdm import tqdm
 
-    bar = tqdm(total=recipe.train_steps, initial=step, disable=not options.progress or rank != 0, unit="step", dynamic_ncols=True)
+    bar = tqdm(total=recipe.train_steps, initial=progress.step, disable=not options.progress or rank != 0, unit="step",
+               dynamic_ncols=True)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    started, start_tokens = time.perf_counter(), tokens
     model.train()
     try:
-        while step < recipe.train_steps:
-            seen = 0
-            for batch in batches(epoch, rank, world_size):
-                seen += 1
-                if seen <= position:  # resuming inside an epoch: skip what was already used
-                    continue
-                if step >= recipe.train_steps:
-                    break
-                loss = train_step(wrapped, model, batch, recipe, generator, device)
-                if not math.isfinite(loss):
-                    optimizer.zero_grad(set_to_none=True)
-                    kept = f"last good checkpoint: {checkpoint}" if checkpoint.exists() else "no checkpoint was written yet"
-                    raise BenchError(f"training loss is {loss} at step {step + 1}; stopped ({kept})")
-                torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
-                optimizer.step()
-                scheduler.step()
+        for batch in _remaining_batches(batches, progress, recipe.train_steps, rank, world_size):
+            loss = train_step(wrapped, model, batch, recipe, generator, device)
+            if not math.isfinite(loss):
                 optimizer.zero_grad(set_to_none=True)
-                mask_rng_after_step = generator.get_state()
-                step += 1
-                position += 1
-                batch_tokens = batch["obs"].numel() * model.tokens_per_step * world_size
-                tokens += batch_tokens
-                loss_curve.append((step, loss))
-                elapsed = time.perf_counter() - started
-                bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{(tokens - start_tokens) / max(elapsed, 1e-9):.0f}")
-                bar.update(1)
-                if step % recipe.checkpoint_every == 0 or step == recipe.train_steps:
-                    write_checkpoint()
-                if options.on_step is not None:
-                    options.on_step(step)
-            else:
-                if seen == 0:
-                    raise BenchError(f"the batch source yielded no batch in epoch {epoch}; is the dataset empty?")
-                epoch, position = epoch + 1, 0
+                kept = f"last good checkpoint: {checkpoint}" if checkpoint.exists() else "no checkpoint was written yet"
+                raise BenchError(f"training loss is {loss} at step {progress.step + 1}; stopped ({kept})")
+            torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            mask_rng_after_step = generator.get_state()
+            progress.step += 1
+            progress.position += 1
+            progress.tokens += batch["obs"].numel() * model.tokens_per_step * world_size
+            progress.loss_curve.append((progress.step, loss))
+            elapsed = time.perf_counter() - started
+            bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{(progress.tokens - start_tokens) / max(elapsed, 1e-9):.0f}")
+            bar.update(1)
+            if progress.step % recipe.checkpoint_every == 0 or progress.step == recipe.train_steps:
+                write_checkpoint()
+            if on_step is not None:
+                on_step(progress.step)
     except KeyboardInterrupt:
         write_checkpoint()
         bar.close()
         raise
     bar.close()
-    wall = wall_before + time.perf_counter() - started
+    wall = progress.wall_s + time.perf_counter() - started
     return TrainResult(
-        steps=step,
-        tokens=tokens,
-        final_loss=loss_curve[-1][1] if loss_curve else float("nan"),
-        loss_curve=loss_curve,
-        tokens_per_s=tokens / wall if wall > 0 else 0.0,
+        steps=progress.step,
+        tokens=progress.tokens,
+        final_loss=progress.loss_curve[-1][1] if progress.loss_curve else float("nan"),
+        loss_curve=progress.loss_curve,
+        tokens_per_s=progress.tokens / wall if wall > 0 else 0.0,
         wall_s=wall,
         peak_memory_bytes=int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else peak_rss_bytes(),
     )
+
+
+def _remaining_batches(
+    batches: BatchSource, progress: Progress, train_steps: int, rank: int, world_size: int
+) -> Iterator[dict[str, torch.Tensor]]:
+    """The batches still to train on, epoch after epoch, skipping those a resumed run has used;
+    `progress.epoch` and `progress.position` advance as epochs end (the caller counts batches)."""
+    while progress.step < train_steps:
+        seen = 0
+        for batch in batches(progress.epoch, rank, world_size):
+            seen += 1
+            if seen <= progress.position:  # resuming inside an epoch: skip what was already used
+                continue
+            if progress.step >= train_steps:
+                return
+            yield batch
+        if seen == 0:
+            raise BenchError(f"the batch source yielded no batch in epoch {progress.epoch}; is the dataset empty?")
+        progress.epoch, progress.position = progress.epoch + 1, 0

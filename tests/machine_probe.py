@@ -14,7 +14,7 @@ import json
 
 import numpy as np
 
-from bench import evaluate as ev
+from bench import rollout as ro
 from bench.anymdp import sample_garnet
 from bench.anymdp.solvers import TaskArrays, label_policy, oracle_returns, random_returns
 from bench.data import split as sp
@@ -57,12 +57,12 @@ def probe() -> dict:
     out["shard"] = {name: digest(array) for name, array in sorted(shard.items())}
     small = [t for t in tasks if t.ns <= 16]
     agents = {
-        "oracle": ev.OracleAgent(small),
-        "random": ev.RandomAgent(tiny.data.na),
-        "tql_ucb": ev.TQLUCBAgent(len(small), 16, tiny.data.na, seed=3),
+        "oracle": ro.OracleAgent(small),
+        "random": ro.RandomAgent(tiny.data.na),
+        "tql_ucb": ro.TQLUCBAgent(len(small), 16, tiny.data.na, seed=3),
     }
     out["rollouts"] = {
-        name: digest(*dataclasses.astuple(ev.rollout(agent, small, 300, 3, tiny.recipe.temperature, PROMPT_ORACLE, TAG_UNKNOWN))[:3])
+        name: digest(*dataclasses.astuple(ro.rollout(agent, small, 300, 3, tiny.recipe.temperature, PROMPT_ORACLE, TAG_UNKNOWN))[:3])
         for name, agent in agents.items()
     }
     return out

@@ -9,10 +9,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from architectures import REGISTRY, count_parameters, resolve
+from architectures import REGISTRY, SIZES, BackboneError, count_parameters, resolve
 from architectures.base import Backbone, State, map_state
 from architectures.rwkv7 import RWKV7
-from bench.errors import BenchError
 from bench.presets import PRESETS
 
 D_MODEL = 32
@@ -143,21 +142,25 @@ def test_seed_fixes_the_weights(case):
     assert not all(torch.equal(p, q) for p, q in zip(a.parameters(), c.parameters()))
 
 
-@pytest.mark.parametrize("preset", list(PRESETS))
-@pytest.mark.parametrize("name", list(REGISTRY))
-def test_preset_parameter_counts_within_budget(name, preset, monkeypatch):
+def test_every_registered_backbone_has_a_size_for_every_preset():
+    assert set(SIZES) == set(REGISTRY)
+    assert all(set(sizes) == set(PRESETS) for sizes in SIZES.values())
+
+
+@pytest.mark.parametrize("name, preset", [(name, size) for name, sizes in SIZES.items() for size in sizes])
+def test_every_size_constructs_within_its_preset_budget(name, preset, monkeypatch):
     cls = resolve(name)
     if cls is RWKV7:  # counts only: skip RWKV-7's orthogonal initialisation, slow at the paper size
         monkeypatch.setattr(RWKV7, "reset_parameters", lambda self, generator: None)
     spec = PRESETS[preset]
-    model = cls(spec.d_model, **cls.preset_kwargs[preset])
+    model = cls(spec.d_model, **SIZES[name][preset])
     assert abs(count_parameters(model) / spec.param_budget - 1) <= spec.param_tolerance
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_bad_input_shapes_are_bench_errors(case):
+def test_bad_input_shapes_are_backbone_errors(case):
     model = small_model(case, dtype=torch.float32)
-    with pytest.raises(BenchError, match=rf"expected \(B, L, {D_MODEL}\)"):
+    with pytest.raises(BackboneError, match=rf"expected \(B, L, {D_MODEL}\)"):
         model(torch.zeros(2, 5, D_MODEL - 1))
-    with pytest.raises(BenchError, match=rf"expected \(B, {D_MODEL}\)"):
+    with pytest.raises(BackboneError, match=rf"expected \(B, {D_MODEL}\)"):
         model.step(torch.zeros(2, 1, D_MODEL), model.init_state(2))

@@ -9,7 +9,7 @@ import fixtures_arch
 import pytest
 import torch
 
-from architectures import REGISTRY, build_backbone, count_parameters
+from architectures import REGISTRY, BackboneError, build_backbone, count_parameters
 from bench.check_arch import check_backbone
 from bench.cli import main as cli_main
 from bench.errors import BenchError
@@ -76,27 +76,29 @@ def test_build_backbone_is_deterministic_and_keeps_global_rng():
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
-    a = build_backbone("lstm", "tiny", seed=7)
+    a = build_backbone("lstm", 128, "tiny", seed=7)
     assert torch.equal(torch.rand(3), expected)
-    b, c = build_backbone("lstm", "tiny", seed=7), build_backbone("lstm", "tiny", seed=8)
+    b, c = build_backbone("lstm", 128, "tiny", seed=7), build_backbone("lstm", 128, "tiny", seed=8)
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
     assert not torch.equal(a.blocks[0].rnn.weight_ih_l0, c.blocks[0].rnn.weight_ih_l0)
 
 
-def test_build_backbone_uses_preset_width_and_overrides():
-    model = build_backbone("transformer", "small", n_layers=1, window=16)
+def test_build_backbone_uses_size_and_overrides():
+    model = build_backbone("transformer", 256, "small", n_layers=1, window=16)
     assert (model.d_model, model.n_layers, model.window) == (256, 1, 16)
-    assert count_parameters(build_backbone(fixtures_arch.RunningSum, "tiny")) == 400_534
+    assert count_parameters(build_backbone(fixtures_arch.RunningSum, 128, "tiny")) == 400_534
 
 
-def test_build_backbone_without_presets_needs_n_layers():
-    with pytest.raises(BenchError, match="no preset_kwargs for preset 'tiny'"):
-        build_backbone(fixtures_arch.NoPresets, "tiny")
-    assert build_backbone(fixtures_arch.NoPresets, "tiny", n_layers=1).n_layers == 1
+def test_build_backbone_without_a_size_needs_every_argument():
+    with pytest.raises(BackboneError, match="has no settings for size 'tiny'"):
+        build_backbone(fixtures_arch.NoPresets, 128, "tiny")
+    assert build_backbone(fixtures_arch.NoPresets, 128, n_layers=1).n_layers == 1
+    with pytest.raises(BackboneError, match="has no settings for size 'huge'"):
+        build_backbone("lstm", 128, "huge")
     with pytest.raises(BenchError, match="unknown preset 'huge'"):
-        build_backbone("lstm", "huge")
-    with pytest.raises(BenchError, match="cannot construct"):
-        build_backbone("lstm", "tiny", n_heads=4)
+        check_backbone("lstm", "huge")
+    with pytest.raises(BackboneError, match="cannot construct"):
+        build_backbone("lstm", 128, "tiny", n_heads=4)
 
 
 @pytest.mark.parametrize(

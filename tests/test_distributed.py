@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from architectures.gdn import GatedDeltaNet
-from bench import distributed
+from bench import distributed, rollout
 from bench.report import results
 from bench import recipe as R
 from bench import train as T
@@ -139,7 +139,7 @@ def trained(run_dir: Path, model: dict, losses: list[float]) -> dict:
 def train_micro(run_dir: Path, name: str = "adamw") -> dict:
     model = micro_model()
     with optimiser(name):
-        result = T.train(model, TRAIN_MICRO.recipe, batches, T.TrainOptions(run_dir=run_dir, progress=False, threads=1))
+        result = T.train(model, TRAIN_MICRO.recipe, batches, run_dir, RunOptions(progress=False, threads=1))
     return trained(run_dir, model.state_dict(), [l for _, l in result.loss_curve]) | {"tokens": result.tokens}
 
 
@@ -345,9 +345,9 @@ def test_bad_batch_missing_shard_and_dead_rank_are_one_line_errors_on_every_rank
 
 def test_task_slices_cover_every_task_once():
     for n in (1, 5, 6, 7):
-        blocks = [distributed.task_slice(n, r, 3) for r in range(3)]
+        blocks = [rollout.task_slice(n, r, 3) for r in range(3)]
         assert [i for b in blocks for i in range(n)[b]] == list(range(n))
-    assert distributed.shard_agent("agent", 5) == "agent"  # one process: the agent itself
+    assert rollout.shard_agent("agent", 5) == "agent"  # one process: the agent itself
     assert distributed.dist_info() == (0, 1)
 
 

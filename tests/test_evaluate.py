@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from bench import evaluate as E
+from bench import rollout as R
 from bench.anymdp.sampler import sample_task
 from bench.errors import BenchError
 from tests.test_train import MICRO, micro_model, synthetic_batch
@@ -41,22 +42,22 @@ def episode_scores(result):
 def scored(agent, seed=0, temperature=(1.0, 1.0, 0)):
     """(rollout, summary, mean over tasks of the mean normalised episode return)."""
     j_rand, j_opt, keep = gaps()
-    result = E.rollout(agent, kept_tasks(), STEPS, seed, temperature, prompt_id=0, tag_id=4)
+    result = R.rollout(agent, kept_tasks(), STEPS, seed, temperature, prompt_id=0, tag_id=4)
     task, scores = episode_scores(result)
     whole = float(np.mean(np.bincount(task, scores) / np.bincount(task)))
     return result, E.summarize_rollout(result, kept_tasks(), j_rand[keep], j_opt[keep], MICRO, seed), whole
 
 
 def test_temperature_schedule_and_bins():
-    assert E.temperature_at(0, (1.0, 0.1, 10)) == 1.0
-    assert E.temperature_at(5, (1.0, 0.1, 10)) == pytest.approx(0.55)
-    assert E.temperature_at(50, (1.0, 0.1, 10)) == pytest.approx(0.1)
+    assert R.temperature_at(0, (1.0, 0.1, 10)) == 1.0
+    assert R.temperature_at(5, (1.0, 0.1, 10)) == pytest.approx(0.55)
+    assert R.temperature_at(50, (1.0, 0.1, 10)) == pytest.approx(0.1)
     assert E.bin_edges(1024) == [0, 16, 32, 64, 128, 256, 512, 1024]
     assert E.bin_edges(24) == [0, 16, 24]
 
 
 def test_oracle_stand_in_scores_about_one():
-    _, summary, whole = scored(E.OracleAgent(kept_tasks()))
+    _, summary, whole = scored(R.OracleAgent(kept_tasks()))
     assert abs(whole - 1) < 0.05
     overall = summary["overall"]
     assert abs(overall["first_quarter"] - 1) < 0.15 and abs(overall["last_quarter"] - 1) < 0.15
@@ -66,7 +67,7 @@ def test_oracle_stand_in_scores_about_one():
 
 
 def test_random_stand_in_scores_about_zero_and_does_not_learn():
-    result, summary, whole = scored(E.RandomAgent(5))
+    result, summary, whole = scored(R.RandomAgent(5))
     task, scores = episode_scores(result)  # J_rand is exact: `whole` is 0 up to sampling error
     per_task = [(scores[task == t].var(ddof=1), (task == t).sum()) for t in range(task.max() + 1)]
     standard_error = np.sqrt(sum(v / n for v, n in per_task)) / len(per_task)
@@ -81,7 +82,7 @@ def test_random_stand_in_scores_about_zero_and_does_not_learn():
 
 
 def test_tql_ucb_is_fed_every_transition_and_beats_random():
-    agent = E.TQLUCBAgent(len(kept_tasks()), 8, 5, seed=0)
+    agent = R.TQLUCBAgent(len(kept_tasks()), 8, 5, seed=0)
     result, _, whole = scored(agent)
     assert (agent.learner.visits.sum(axis=(1, 2)) == result.rewards.shape[1]).all()
     assert whole > 0.15
@@ -90,15 +91,15 @@ def test_tql_ucb_is_fed_every_transition_and_beats_random():
 def test_rollout_is_seeded_and_model_shares_the_api():
     model = micro_model()
     kept = list(tasks())[:3]
-    a = E.rollout(model, kept, 40, 3, (1.0, 0.1, 40), 0, 4)
-    b = E.rollout(model, kept, 40, 3, (1.0, 0.1, 40), 0, 4)
+    a = R.rollout(model, kept, 40, 3, (1.0, 0.1, 40), 0, 4)
+    b = R.rollout(model, kept, 40, 3, (1.0, 0.1, 40), 0, 4)
     assert np.array_equal(a.actions, b.actions) and np.array_equal(a.rewards, b.rewards)
     assert a.steps == 40 and a.rewards.shape == a.dones.shape and a.rewards.shape[1] >= 40
     # the tail only finishes open episodes: each task's last recorded step ends an episode
     assert all(a.dones[i, a.dones[i].nonzero()[0][-1]] for i in range(3))
     assert a.dones[:, 39:].any(axis=1).all()
     with pytest.raises(BenchError, match="steps=0"):
-        E.rollout(model, kept, 0, 3, (1.0, 0.1, 40), 0, 4)
+        R.rollout(model, kept, 0, 3, (1.0, 0.1, 40), 0, 4)
 
 
 def test_interactive_eval_record_follows_schema_keys():

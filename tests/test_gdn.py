@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from architectures import resolve
+from architectures import SIZES, BackboneError, resolve
 from architectures.gdn import GatedDeltaNet
 from architectures.ops.gdn import (
     gated_delta_rule,
@@ -18,7 +18,6 @@ from architectures.ops.gdn import (
     fla_available,
     unit_lower_inverse,
 )
-from bench.errors import BenchError
 from bench.presets import PRESETS
 
 
@@ -126,13 +125,13 @@ def test_chunked_float32_is_accurate(aligned):
 
 def test_op_rejects_bad_input():
     (q, k, v, g, beta), state = op_inputs(5)
-    with pytest.raises(BenchError, match="beta has shape"):
+    with pytest.raises(BackboneError, match="beta has shape"):
         gated_delta_rule_chunked(q, k, v, g, beta[..., :2])
-    with pytest.raises(BenchError, match="initial state"):
+    with pytest.raises(BackboneError, match="initial state"):
         gated_delta_rule_chunked(q, k, v, g, beta, initial_state=state[:, :1])
-    with pytest.raises(BenchError, match="chunk_size"):
+    with pytest.raises(BackboneError, match="chunk_size"):
         gated_delta_rule_chunked(q, k, v, g, beta, chunk_size=0)
-    with pytest.raises(BenchError, match="mode 'fused'"):
+    with pytest.raises(BackboneError, match="mode 'fused'"):
         gated_delta_rule(q, k, v, g, beta, mode="fused")
 
 
@@ -153,7 +152,7 @@ def one_thread():
 
 def test_long_sequence_at_init_stays_finite(one_thread):
     spec = PRESETS["tiny"]
-    model = GatedDeltaNet(spec.d_model, **GatedDeltaNet.preset_kwargs["tiny"])
+    model = GatedDeltaNet(spec.d_model, **SIZES["gdn"]["tiny"])
     x = torch.randn(1, 16_384, spec.d_model, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         y, state = model(x)
@@ -199,8 +198,8 @@ def test_registered_and_defaults_follow_fla_layer():
         ({"chunk_size": 0}, "chunk_size=0"),
     ],
 )
-def test_bad_configuration_is_a_bench_error(kwargs, message):
-    with pytest.raises(BenchError, match=message):
+def test_bad_configuration_is_a_backbone_error(kwargs, message):
+    with pytest.raises(BackboneError, match=message):
         small_model(**kwargs)
 
 

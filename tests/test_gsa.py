@@ -6,10 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from architectures import resolve
+from architectures import BackboneError, resolve
 from architectures.gsa import GatedSlotAttention
 from architectures.ops.gsa import LOG_DECAY_LIMIT, gsa_chunked, gsa_recurrent, gsa_reference
-from bench.errors import BenchError
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -105,11 +104,11 @@ def test_chunked_is_exactly_causal_with_strong_gates():
 
 def test_op_rejects_mismatched_shapes():
     (q, k, v, s, g), state = op_inputs(5)
-    with pytest.raises(BenchError, match="g has shape"):
+    with pytest.raises(BackboneError, match="g has shape"):
         gsa_chunked(q, k, v, s, g[..., :3])
-    with pytest.raises(BenchError, match="initial state"):
+    with pytest.raises(BackboneError, match="initial state"):
         gsa_chunked(q, k, v, s, g, initial_state=(state[0][:, :1], state[1]))
-    with pytest.raises(BenchError, match="chunk_size"):
+    with pytest.raises(BackboneError, match="chunk_size"):
         gsa_chunked(q, k, v, s, g, chunk_size=0)
 
 
@@ -142,7 +141,7 @@ def test_registered_and_defaults_follow_fla_layer():
         ({"chunk_size": 0}, "chunk_size=0"),
     ],
 )
-def test_bad_configuration_is_a_bench_error(kwargs, message):
-    with pytest.raises(BenchError, match=message):
+def test_bad_configuration_is_a_backbone_error(kwargs, message):
+    with pytest.raises(BackboneError, match=message):
         small_model(**kwargs)
 

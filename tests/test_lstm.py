@@ -6,9 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from architectures import resolve
+from architectures import BackboneError, resolve
 from architectures.lstm import LSTM
-from bench.errors import BenchError
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -69,8 +68,8 @@ def test_registered():
 
 
 @pytest.mark.parametrize("kwargs, message", [({"n_layers": 0}, "n_layers=0"), ({"mlp_hidden": 0}, "mlp_hidden=0")])
-def test_bad_configuration_is_a_bench_error(kwargs, message):
-    with pytest.raises(BenchError, match=message):
+def test_bad_configuration_is_a_backbone_error(kwargs, message):
+    with pytest.raises(BackboneError, match=message):
         small_model(**kwargs)
 
 

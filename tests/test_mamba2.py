@@ -8,10 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from architectures import resolve
+from architectures import SIZES, BackboneError, resolve
 from architectures.mamba2 import Mamba2
 from architectures.ops.mamba2 import fla_available, segment_sums, ssd, ssd_chunked, ssd_recurrent, ssd_reference
-from bench.errors import BenchError
 from bench.presets import PRESETS
 
 
@@ -107,15 +106,15 @@ def test_chunked_float32_is_accurate(dt_scale):
 
 def test_op_rejects_bad_inputs():
     (x, dt, A, B, C), state = op_inputs(4)
-    with pytest.raises(BenchError, match="dt has shape"):
+    with pytest.raises(BackboneError, match="dt has shape"):
         ssd_chunked(x, dt[..., :3], A, B, C)
-    with pytest.raises(BenchError, match="not a multiple of 3 groups"):
+    with pytest.raises(BackboneError, match="not a multiple of 3 groups"):
         ssd_chunked(x, dt, A, B.repeat(1, 1, 2, 1)[:, :, :3], C.repeat(1, 1, 2, 1)[:, :, :3])
-    with pytest.raises(BenchError, match="initial state"):
+    with pytest.raises(BackboneError, match="initial state"):
         ssd_chunked(x, dt, A, B, C, initial_state=state[:, :1])
-    with pytest.raises(BenchError, match="chunk_size=0"):
+    with pytest.raises(BackboneError, match="chunk_size=0"):
         ssd_chunked(x, dt, A, B, C, chunk_size=0)
-    with pytest.raises(BenchError, match="unknown mode"):
+    with pytest.raises(BackboneError, match="unknown mode"):
         ssd(x, dt, A, B, C, mode="scan")
 
 
@@ -144,7 +143,7 @@ def test_chunk_size_does_not_change_the_output():
 
 def test_long_sequence_at_init_is_finite():
     spec = PRESETS["tiny"]
-    model = Mamba2(spec.d_model, **Mamba2.preset_kwargs["tiny"])
+    model = Mamba2(spec.d_model, **SIZES["mamba2"]["tiny"])
     x = torch.randn(1, 16384, spec.d_model, generator=torch.Generator().manual_seed(6))
     with torch.no_grad():
         y, state = model(x)
@@ -200,8 +199,8 @@ def test_registered_and_heads_follow_fla():
         ({"chunk_size": 0}, "chunk_size=0"),
     ],
 )
-def test_bad_configuration_is_a_bench_error(kwargs, message):
-    with pytest.raises(BenchError, match=message):
+def test_bad_configuration_is_a_backbone_error(kwargs, message):
+    with pytest.raises(BackboneError, match=message):
         small_model(**kwargs)
 
 

@@ -26,11 +26,16 @@ def test_episode_table_by_hand():
         metrics.episodes(rewards[:, :6], dones[:, :6], steps=6)
 
 
-def test_normalized_and_bad_gap():
+def test_normalized_and_the_one_gap_rule():
     got = metrics.normalized(np.array([[2.0, 4.0], [0.0, 1.0]]), np.array([0.0, 0.0]), np.array([4.0, 2.0]))
     np.testing.assert_allclose(got, [[0.5, 1.0], [0.0, 0.5]])
-    with pytest.raises(BenchError, match="J_opt > J_rand"):
-        metrics.normalized(np.array([1.0]), np.array([1.0]), np.array([1.0]))
+    # gap 0, gap 0.009 < 0.01 * max(1, 5): not scorable (NaN); gap 0.1 >= 0.01 * max(1, 5): scored
+    j_rand, j_opt = np.array([1.0, 5.0, 4.9, 1.0]), np.array([1.0, 5.009, 5.0, 3.0])
+    assert metrics.scorable(j_rand, j_opt).tolist() == [False, False, True, True]
+    score = metrics.normalized(np.array([1.0, 5.0, 5.0, 2.0]), j_rand, j_opt)
+    assert np.isnan(score[:2]).all() and score[2:] == pytest.approx([1.0, 0.5])
+    assert metrics.normalized(2.0, 1.0, 3.0) == pytest.approx(0.5)  # scalars
+    assert np.isnan(metrics.normalized(np.array([np.nan]), np.array([0.0]), np.array([1.0]))[0])
 
 
 def test_task_means_by_start_window():

@@ -6,10 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from architectures import resolve
+from architectures import BackboneError, resolve
 from architectures.ops.rwkv7 import fla_available, rwkv7, rwkv7_chunked, rwkv7_recurrent, rwkv7_reference
 from architectures.rwkv7 import RWKV7
-from bench.errors import BenchError
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -103,15 +102,15 @@ def test_op_carries_state_across_segments():
 
 def test_op_rejects_bad_input():
     (r, log_w, k, v, a, b), state = op_inputs(6)
-    with pytest.raises(BenchError, match="a has shape"):
+    with pytest.raises(BackboneError, match="a has shape"):
         rwkv7_chunked(r, log_w, k, v, a[..., :3], b)
-    with pytest.raises(BenchError, match="initial state"):
+    with pytest.raises(BackboneError, match="initial state"):
         rwkv7_chunked(r, log_w, k, v, a, b, initial_state=state[:, :1])
-    with pytest.raises(BenchError, match="chunk_size"):
+    with pytest.raises(BackboneError, match="chunk_size"):
         rwkv7_chunked(r, log_w, k, v, a, b, chunk_size=0)
-    with pytest.raises(BenchError, match="exceeds"):
+    with pytest.raises(BackboneError, match="exceeds"):
         rwkv7_chunked(r, log_w * 100, k, v, a, b, chunk_size=16)
-    with pytest.raises(BenchError, match="mode"):
+    with pytest.raises(BackboneError, match="mode"):
         rwkv7(r, log_w, k, v, a, b, mode="parallel")
 
 
@@ -205,16 +204,16 @@ def test_registered_and_defaults_follow_fla_layer(monkeypatch):
         ({"decay_low_rank_dim": 0}, "decay_low_rank_dim=0"),
     ],
 )
-def test_bad_configuration_is_a_bench_error(kwargs, message):
+def test_bad_configuration_is_a_backbone_error(kwargs, message):
     config = dict(n_layers=2)
     config.update(kwargs)
-    with pytest.raises(BenchError, match=message):
+    with pytest.raises(BackboneError, match=message):
         RWKV7(32, **config)
 
 
-def test_a_state_of_other_depth_is_a_bench_error():
+def test_a_state_of_other_depth_is_a_backbone_error():
     model = small_model()
-    with pytest.raises(BenchError, match="state has 1 layers"):
+    with pytest.raises(BackboneError, match="state has 1 layers"):
         model(torch.zeros(2, 5, 32), model.init_state(2)[:1])
 
 

@@ -15,7 +15,6 @@ from bench.anymdp.solvers import (
     backward_induction,
     greedy_policy,
     label_policy,
-    normalized_score,
     oracle_returns,
     policy_return,
     random_returns,
@@ -175,15 +174,6 @@ def test_bandit_optimum_is_best_arm():
     means = task.expected_reward[0]
     assert oracle_returns(arrays)[0] == pytest.approx(task.horizon * means.max())
     assert random_returns(arrays)[0] == pytest.approx(task.horizon * means.mean())
-
-
-def test_normalized_score():
-    j_rand, j_opt = np.array([1.0, 2.0, 5.0]), np.array([3.0, 2.0, 5.0 + 1e-9])
-    score = normalized_score(np.array([2.0, 2.0, 5.0]), j_rand, j_opt)
-    assert score[0] == pytest.approx(0.5)
-    assert np.isnan(score[1]) and np.isnan(score[2])  # no gap: undefined
-    assert normalized_score(j_opt[0], j_rand[0], j_opt[0]) == pytest.approx(1.0)
-    assert normalized_score(j_rand[0], j_rand[0], j_opt[0]) == pytest.approx(0.0)
 
 
 def test_uniform_policy_sums_to_one():

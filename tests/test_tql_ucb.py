@@ -9,9 +9,10 @@ import pytest
 
 from bench.anymdp.batched import BatchedEnv
 from bench.anymdp.sampler import sample_task
-from bench.anymdp.solvers import TaskArrays, normalized_score, oracle_returns, random_returns
+from bench.anymdp.solvers import TaskArrays, oracle_returns, random_returns
 from bench.anymdp.tql_ucb import TQLUCB, TQLUCBConfig
 from bench.errors import BenchError
+from bench.metrics import normalized
 
 
 def run(tasks, steps: int, seed: int) -> tuple[list[tuple[int, int, float]], list[np.ndarray]]:
@@ -41,8 +42,8 @@ def test_score_rises_with_experience_on_easy_tasks():
     j_opt, j_rand = oracle_returns(arrays), random_returns(arrays)
     steps = 4000
     episodes, _ = run(tasks, steps, seed=0)
-    early = [normalized_score(r, j_rand[b], j_opt[b]) for step, b, r in episodes if step < steps // 4]
-    late = [normalized_score(r, j_rand[b], j_opt[b]) for step, b, r in episodes if step >= 3 * steps // 4]
+    early = [normalized(r, j_rand[b], j_opt[b]) for step, b, r in episodes if step < steps // 4]
+    late = [normalized(r, j_rand[b], j_opt[b]) for step, b, r in episodes if step >= 3 * steps // 4]
     early_mean, late_mean = np.nanmean(early), np.nanmean(late)
     assert late_mean > early_mean + 0.1
     # well above random's 0: over 120 tasks of ns = 16 the last-third mean is 0.43-0.48 (+-0.05),

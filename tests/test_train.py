@@ -10,6 +10,7 @@ import torch
 from architectures.gsa import GatedSlotAttention
 from bench import recipe as R
 from bench import train as T
+from bench.options import RunOptions
 from bench.errors import BenchError
 from bench.model import ICRLModel
 from bench.presets import get_preset
@@ -54,8 +55,8 @@ def source(n_batches: int = 3, seed: int = 0):
     return batches
 
 
-def options(tmp_path, **kw) -> T.TrainOptions:
-    return T.TrainOptions(run_dir=tmp_path, progress=False, threads=1, **kw)
+def train(model, recipe, batches, checkpoint_dir, resume: bool = False, **kw) -> T.TrainResult:
+    return T.train(model, recipe, batches, checkpoint_dir, RunOptions(progress=False, threads=1, resume=resume), **kw)
 
 
 def weights(model: torch.nn.Module) -> list[torch.Tensor]:
@@ -110,8 +111,8 @@ def test_chunked_loss_equals_whole_sequence_loss():
 def test_training_learns_and_is_deterministic(tmp_path):
     recipe = dataclasses.replace(MICRO.recipe, train_steps=30)
     a, b = micro_model(), micro_model()
-    result = T.train(a, recipe, source(), options(tmp_path / "a"))
-    T.train(b, recipe, source(), options(tmp_path / "b"))
+    result = train(a, recipe, source(), tmp_path / "a")
+    train(b, recipe, source(), tmp_path / "b")
     assert all(torch.equal(x, y) for x, y in zip(weights(a), weights(b)))
     assert result.steps == 30 and result.tokens == 30 * 4 * 24 * 2
     first, last = result.loss_curve[0][1], result.loss_curve[-1][1]
@@ -123,7 +124,7 @@ def test_training_learns_and_is_deterministic(tmp_path):
 def test_resume_after_interrupt_gives_identical_weights(tmp_path):
     recipe = MICRO.recipe  # 6 steps, 3 batches per epoch: the resume crosses an epoch boundary
     full = micro_model()
-    T.train(full, recipe, source(), options(tmp_path / "full"))
+    train(full, recipe, source(), tmp_path / "full")
 
     def interrupt(step: int) -> None:
         if step == 3:  # one step after the checkpoint at step 2: the interrupt writes its own
@@ -131,9 +132,9 @@ def test_resume_after_interrupt_gives_identical_weights(tmp_path):
 
     broken = micro_model()
     with pytest.raises(KeyboardInterrupt):
-        T.train(broken, recipe, source(), options(tmp_path / "resumed", on_step=interrupt))
+        train(broken, recipe, source(), tmp_path / "resumed", on_step=interrupt)
     resumed = micro_model(seed=5)  # different initial weights: everything must come from the checkpoint
-    result = T.train(resumed, recipe, source(), options(tmp_path / "resumed", resume=True))
+    result = train(resumed, recipe, source(), tmp_path / "resumed", resume=True)
     assert result.steps == 6 and len(result.loss_curve) == 6
     assert all(torch.equal(x, y) for x, y in zip(weights(full), weights(resumed)))
 
@@ -147,11 +148,11 @@ def test_nan_loss_stops_and_names_the_step(tmp_path):
 
     recipe = dataclasses.replace(MICRO.recipe, train_steps=8)
     with pytest.raises(BenchError, match="at step 4.*last good checkpoint"):
-        T.train(micro_model(), recipe, batches, options(tmp_path))
+        train(micro_model(), recipe, batches, tmp_path)
     saved = torch.load(tmp_path / T.CHECKPOINT_NAME, weights_only=False)
     assert saved["step"] == 2
 
 
 def test_empty_source_is_an_error(tmp_path):
     with pytest.raises(BenchError, match="no batch"):
-        T.train(micro_model(), MICRO.recipe, lambda e, r, w: [], options(tmp_path))
+        train(micro_model(), MICRO.recipe, lambda e, r, w: [], tmp_path)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from architectures import resolve
+from architectures import BackboneError, resolve
 from architectures.ops.transformer import (
     apply_rotary,
     rotary_inverse_frequencies,
@@ -14,7 +14,6 @@ from architectures.ops.transformer import (
     sliding_window_attention_reference,
 )
 from architectures.transformer import Transformer
-from bench.errors import BenchError
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -123,8 +122,8 @@ def test_registered():
         ({"n_layers": 0}, "n_layers=0"),
     ],
 )
-def test_bad_configuration_is_a_bench_error(kwargs, message):
-    with pytest.raises(BenchError, match=message):
+def test_bad_configuration_is_a_backbone_error(kwargs, message):
+    with pytest.raises(BackboneError, match=message):
         small_model(**kwargs)
 
 

@@ -22,12 +22,11 @@ with S (d_v, d_k) and o_t = S_t q_t). Layouts (batch, time, head):
 
 from __future__ import annotations
 
-import functools
-
 import torch
 import torch.nn.functional as F
 
-from bench.errors import BenchError
+from architectures.errors import BackboneError
+from architectures.ops import load_fla
 
 
 def _check_inputs(
@@ -39,7 +38,7 @@ def _check_inputs(
     initial_state: torch.Tensor | None,
 ) -> None:
     if q.dim() != 4:
-        raise BenchError(f"gdn: q has shape {tuple(q.shape)}; expected (B, T, H, d_k)")
+        raise BackboneError(f"gdn: q has shape {tuple(q.shape)}; expected (B, T, H, d_k)")
     batch, length, n_heads, d_k = q.shape
     d_v = v.shape[-1] if v.dim() == 4 else -1
     expected = {
@@ -50,11 +49,11 @@ def _check_inputs(
     }
     for name, (tensor, shape) in expected.items():
         if tuple(tensor.shape) != shape:
-            raise BenchError(
+            raise BackboneError(
                 f"gdn: {name} has shape {tuple(tensor.shape)}; expected {shape} to match q {tuple(q.shape)}"
             )
     if initial_state is not None and tuple(initial_state.shape) != (batch, n_heads, d_k, d_v):
-        raise BenchError(
+        raise BackboneError(
             f"gdn: initial state has shape {tuple(initial_state.shape)}; expected {(batch, n_heads, d_k, d_v)}"
         )
 
@@ -96,7 +95,7 @@ def gated_delta_rule_chunked(
     """
     _check_inputs(q, k, v, g, beta, initial_state)
     if chunk_size < 1:
-        raise BenchError(f"gdn: chunk_size must be a positive integer, got {chunk_size}")
+        raise BackboneError(f"gdn: chunk_size must be a positive integer, got {chunk_size}")
     batch, length, n_heads, d_k = q.shape
     out_dtype, dtype = q.dtype, _compute_dtype(q)
     scale = d_k**-0.5 if scale is None else scale
@@ -256,18 +255,12 @@ def gated_delta_rule_reference(
     return torch.stack(outputs, dim=1), paper_state.transpose(-1, -2).contiguous()
 
 
-@functools.cache
-def _fla_kernels():
-    """fla's (chunk_gated_delta_rule, fused_recurrent_gated_delta_rule), or None where fla or triton does not import."""
-    try:
-        from fla.ops.gated_delta_rule import chunk_gated_delta_rule, fused_recurrent_gated_delta_rule
-    except Exception:  # fla is optional: anything that stops its import means "use PyTorch"
-        return None
-    return chunk_gated_delta_rule, fused_recurrent_gated_delta_rule
+FLA_KERNELS = ("fla.ops.gated_delta_rule", "chunk_gated_delta_rule", "fused_recurrent_gated_delta_rule")
+"""fla's module and its chunked and one-step kernels, loaded by `load_fla` when used."""
 
 
 def fla_available() -> bool:
-    return _fla_kernels() is not None
+    return load_fla(*FLA_KERNELS) is not None
 
 
 def gated_delta_rule(
@@ -290,8 +283,8 @@ def gated_delta_rule(
     with autocast disabled. The state is returned in float32.
     """
     if mode not in ("chunk", "recurrent"):
-        raise BenchError(f"gdn: unknown mode {mode!r}; accepted: chunk, recurrent")
-    kernels = _fla_kernels() if use_fla and q.is_cuda else None
+        raise BackboneError(f"gdn: unknown mode {mode!r}; accepted: chunk, recurrent")
+    kernels = load_fla(*FLA_KERNELS) if use_fla and q.is_cuda else None
     if kernels is None:
         with torch.autocast(q.device.type, enabled=False):
             if mode == "chunk":

@@ -24,12 +24,11 @@ the state. `scale` defaults to d_k ** -0.5 as in fla's op (the GSA layer passes 
 
 from __future__ import annotations
 
-import functools
-
 import torch
 import torch.nn.functional as F
 
-from bench.errors import BenchError
+from architectures.errors import BackboneError
+from architectures.ops import load_fla
 
 GSAState = tuple[torch.Tensor, torch.Tensor]
 
@@ -47,16 +46,16 @@ def _check_inputs(
     }
     for name, (tensor, shape) in expected.items():
         if tuple(tensor.shape) != shape:
-            raise BenchError(
+            raise BackboneError(
                 f"gsa: {name} has shape {tuple(tensor.shape)}; expected {shape} to match q {tuple(q.shape)}"
             )
     if n_q_heads % n_heads:
-        raise BenchError(f"gsa: {n_q_heads} query heads is not a multiple of {n_heads} key/value heads")
+        raise BackboneError(f"gsa: {n_q_heads} query heads is not a multiple of {n_heads} key/value heads")
     if initial_state is not None:
         hk, hv = initial_state
         want_k, want_v = (batch, n_heads, d_k, n_slots), (batch, n_heads, n_slots, v.shape[-1])
         if tuple(hk.shape) != want_k or tuple(hv.shape) != want_v:
-            raise BenchError(
+            raise BackboneError(
                 f"gsa: initial state shapes {tuple(hk.shape)}, {tuple(hv.shape)}; expected {want_k}, {want_v}"
             )
 
@@ -113,7 +112,7 @@ def gsa_chunked(
     """
     _check_inputs(q, k, v, s, g, initial_state)
     if chunk_size < 1:
-        raise BenchError(f"gsa: chunk_size must be a positive integer, got {chunk_size}")
+        raise BackboneError(f"gsa: chunk_size must be a positive integer, got {chunk_size}")
     batch, length, n_q_heads, d_k = q.shape
     groups = n_q_heads // k.shape[2]
     out_dtype, dtype = q.dtype, _compute_dtype(q)
@@ -310,18 +309,12 @@ def gsa_reference(
     return torch.stack(outputs, dim=1), (slot_keys.transpose(-1, -2).contiguous(), slot_values)
 
 
-@functools.cache
-def _fla_kernels():
-    """fla's (chunk_gsa, fused_recurrent_gsa), or None where fla or triton does not import."""
-    try:
-        from fla.ops.gsa import chunk_gsa, fused_recurrent_gsa
-    except Exception:  # fla is optional: anything that stops its import means "use PyTorch"
-        return None
-    return chunk_gsa, fused_recurrent_gsa
+FLA_KERNELS = ("fla.ops.gsa", "chunk_gsa", "fused_recurrent_gsa")
+"""fla's module and its chunked and one-step kernels, loaded by `load_fla` when used."""
 
 
 def fla_available() -> bool:
-    return _fla_kernels() is not None
+    return load_fla(*FLA_KERNELS) is not None
 
 
 def gsa(
@@ -342,8 +335,8 @@ def gsa(
     Triton kernels; otherwise the PyTorch forms above, in float32 with autocast disabled.
     """
     if mode not in ("chunk", "recurrent"):
-        raise BenchError(f"gsa: unknown mode {mode!r}; accepted: chunk, recurrent")
-    kernels = _fla_kernels() if use_fla and q.is_cuda else None
+        raise BackboneError(f"gsa: unknown mode {mode!r}; accepted: chunk, recurrent")
+    kernels = load_fla(*FLA_KERNELS) if use_fla and q.is_cuda else None
     if kernels is None:
         with torch.autocast(q.device.type, enabled=False):
             if mode == "chunk":

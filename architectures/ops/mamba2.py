@@ -21,32 +21,31 @@ float32 (float64 if given float64); the state is returned in that dtype.
 
 from __future__ import annotations
 
-import functools
-
 import torch
 import torch.nn.functional as F
 
-from bench.errors import BenchError
+from architectures.errors import BackboneError
+from architectures.ops import load_fla
 
 
 def _check_inputs(
     x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, state: torch.Tensor | None
 ) -> None:
     if x.dim() != 4:
-        raise BenchError(f"ssd: x has shape {tuple(x.shape)}; expected (B, T, H, P)")
+        raise BackboneError(f"ssd: x has shape {tuple(x.shape)}; expected (B, T, H, P)")
     batch, length, n_heads, head_dim = x.shape
     if tuple(dt.shape) != (batch, length, n_heads):
-        raise BenchError(f"ssd: dt has shape {tuple(dt.shape)}; expected {(batch, length, n_heads)}")
+        raise BackboneError(f"ssd: dt has shape {tuple(dt.shape)}; expected {(batch, length, n_heads)}")
     if tuple(A.shape) != (n_heads,):
-        raise BenchError(f"ssd: A has shape {tuple(A.shape)}; expected ({n_heads},)")
+        raise BackboneError(f"ssd: A has shape {tuple(A.shape)}; expected ({n_heads},)")
     if B.dim() != 4 or tuple(B.shape[:2]) != (batch, length) or tuple(C.shape) != tuple(B.shape):
-        raise BenchError(
+        raise BackboneError(
             f"ssd: B {tuple(B.shape)} and C {tuple(C.shape)} must both be (B, T, G, N) with B, T = {batch}, {length}"
         )
     if n_heads % B.shape[2]:
-        raise BenchError(f"ssd: {n_heads} heads is not a multiple of {B.shape[2]} groups")
+        raise BackboneError(f"ssd: {n_heads} heads is not a multiple of {B.shape[2]} groups")
     if state is not None and tuple(state.shape) != (batch, n_heads, head_dim, B.shape[-1]):
-        raise BenchError(
+        raise BackboneError(
             f"ssd: initial state has shape {tuple(state.shape)}; expected {(batch, n_heads, head_dim, B.shape[-1])}"
         )
 
@@ -92,7 +91,7 @@ def ssd_chunked(
     """
     _check_inputs(x, dt, A, B, C, initial_state)
     if chunk_size < 1:
-        raise BenchError(f"ssd: chunk_size={chunk_size}; accepted: a positive integer")
+        raise BackboneError(f"ssd: chunk_size={chunk_size}; accepted: a positive integer")
     batch, length, n_heads, head_dim = x.shape
     n_groups, d_state = B.shape[2], B.shape[3]
     out_dtype, dtype = x.dtype, _compute_dtype(x)
@@ -210,18 +209,12 @@ def ssd_reference(
     return y, torch.stack([h for _, h in heads], dim=1)
 
 
-@functools.cache
-def _fla_kernels():
-    """fla's (chunk_simple_gla, fused_recurrent_simple_gla), or None where fla or triton does not import."""
-    try:
-        from fla.ops.simple_gla import chunk_simple_gla, fused_recurrent_simple_gla
-    except Exception:  # fla is optional: anything that stops its import means "use PyTorch"
-        return None
-    return chunk_simple_gla, fused_recurrent_simple_gla
+FLA_KERNELS = ("fla.ops.simple_gla", "chunk_simple_gla", "fused_recurrent_simple_gla")
+"""fla's module and its chunked and one-step kernels, loaded by `load_fla` when used."""
 
 
 def fla_available() -> bool:
-    return _fla_kernels() is not None
+    return load_fla(*FLA_KERNELS) is not None
 
 
 def ssd(
@@ -243,8 +236,8 @@ def ssd(
     transpose of ours. Otherwise the PyTorch forms above, in float32 with autocast disabled.
     """
     if mode not in ("chunk", "recurrent"):
-        raise BenchError(f"ssd: unknown mode {mode!r}; accepted: chunk, recurrent")
-    kernels = _fla_kernels() if use_fla and x.is_cuda else None
+        raise BackboneError(f"ssd: unknown mode {mode!r}; accepted: chunk, recurrent")
+    kernels = load_fla(*FLA_KERNELS) if use_fla and x.is_cuda else None
     if kernels is None:
         with torch.autocast(x.device.type, enabled=False):
             if mode == "chunk":

@@ -23,12 +23,11 @@ fla's generic dplr op defaults to d_k ** -0.5).
 
 from __future__ import annotations
 
-import functools
-
 import torch
 import torch.nn.functional as F
 
-from bench.errors import BenchError
+from architectures.errors import BackboneError
+from architectures.ops import load_fla
 
 # The chunked form factorises decays within a chunk as exp(G_t) * exp(-G_j) (G the cumulative log
 # decay from the chunk's start); in float32 that needs chunk_size * max|log w| well below ~88.
@@ -46,17 +45,17 @@ def _check_inputs(
     initial_state: torch.Tensor | None,
 ) -> None:
     if r.dim() != 4:
-        raise BenchError(f"rwkv7: r has shape {tuple(r.shape)}; expected (B, T, H, d_k)")
+        raise BackboneError(f"rwkv7: r has shape {tuple(r.shape)}; expected (B, T, H, d_k)")
     batch, length, n_heads, d_k = r.shape
     for name, tensor in (("log_w", log_w), ("k", k), ("a", a), ("b", b)):
         if tuple(tensor.shape) != tuple(r.shape):
-            raise BenchError(f"rwkv7: {name} has shape {tuple(tensor.shape)}; expected {tuple(r.shape)} like r")
+            raise BackboneError(f"rwkv7: {name} has shape {tuple(tensor.shape)}; expected {tuple(r.shape)} like r")
     if v.dim() != 4 or tuple(v.shape[:3]) != (batch, length, n_heads):
-        raise BenchError(f"rwkv7: v has shape {tuple(v.shape)}; expected ({batch}, {length}, {n_heads}, d_v)")
+        raise BackboneError(f"rwkv7: v has shape {tuple(v.shape)}; expected ({batch}, {length}, {n_heads}, d_v)")
     if initial_state is not None:
         want = (batch, n_heads, d_k, v.shape[-1])
         if tuple(initial_state.shape) != want:
-            raise BenchError(f"rwkv7: initial state has shape {tuple(initial_state.shape)}; expected {want}")
+            raise BackboneError(f"rwkv7: initial state has shape {tuple(initial_state.shape)}; expected {want}")
 
 
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:
@@ -94,7 +93,7 @@ def rwkv7_chunked(
     """
     _check_inputs(r, log_w, k, v, a, b, initial_state)
     if chunk_size < 1:
-        raise BenchError(f"rwkv7: chunk_size must be a positive integer, got {chunk_size}")
+        raise BackboneError(f"rwkv7: chunk_size must be a positive integer, got {chunk_size}")
     _, length, _, d_k = r.shape
     out_dtype, dtype = r.dtype, _compute_dtype(r)
     state = _initial_state(r, v, initial_state, dtype)
@@ -112,7 +111,7 @@ def rwkv7_chunked(
     with torch.no_grad():
         worst = -cum[..., -1, :].min().item() if cum.numel() else 0.0
     if worst > MAX_CHUNK_LOG_DECAY:
-        raise BenchError(
+        raise BackboneError(
             f"rwkv7: total log decay {worst:.1f} within one chunk of {chunk_size} exceeds {MAX_CHUNK_LOG_DECAY}; "
             "use a smaller chunk_size (or the recurrent form)"
         )
@@ -221,18 +220,12 @@ def rwkv7_reference(
     return torch.stack(outputs, dim=1), s.transpose(-1, -2).contiguous()
 
 
-@functools.cache
-def _fla_kernels():
-    """fla's (chunk_dplr_delta_rule, fused_recurrent_dplr_delta_rule), or None where fla or triton does not import."""
-    try:
-        from fla.ops.generalized_delta_rule import chunk_dplr_delta_rule, fused_recurrent_dplr_delta_rule
-    except Exception:  # fla is optional: anything that stops its import means "use PyTorch"
-        return None
-    return chunk_dplr_delta_rule, fused_recurrent_dplr_delta_rule
+FLA_KERNELS = ("fla.ops.generalized_delta_rule", "chunk_dplr_delta_rule", "fused_recurrent_dplr_delta_rule")
+"""fla's module and its chunked and one-step kernels, loaded by `load_fla` when used."""
 
 
 def fla_available() -> bool:
-    return _fla_kernels() is not None
+    return load_fla(*FLA_KERNELS) is not None
 
 
 def rwkv7(
@@ -255,8 +248,8 @@ def rwkv7(
     log_w; otherwise the PyTorch forms above, in float32 with autocast disabled.
     """
     if mode not in ("chunk", "recurrent"):
-        raise BenchError(f"rwkv7: unknown mode {mode!r}; accepted: chunk, recurrent")
-    kernels = _fla_kernels() if use_fla and r.is_cuda else None
+        raise BackboneError(f"rwkv7: unknown mode {mode!r}; accepted: chunk, recurrent")
+    kernels = load_fla(*FLA_KERNELS) if use_fla and r.is_cuda else None
     if kernels is None:
         with torch.autocast(r.device.type, enabled=False):
             if mode == "chunk":

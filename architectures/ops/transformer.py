@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from bench.errors import BenchError
+from architectures.errors import BackboneError
 
 KVCache = tuple[torch.Tensor, torch.Tensor]
 
@@ -41,7 +41,7 @@ def apply_rotary(x: torch.Tensor, positions: torch.Tensor, inverse_frequencies: 
 
 def _check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache: KVCache, start: torch.Tensor) -> None:
     if q.dim() != 4 or k.shape != q.shape or v.shape[:3] != q.shape[:3]:
-        raise BenchError(
+        raise BackboneError(
             f"attention: q, k, v shapes {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}; "
             "expected (B, L, H, d) each"
         )
@@ -50,12 +50,12 @@ def _check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache: KVCa
     if cache_k.dim() != 4 or (cache_k.shape[0], cache_k.shape[1], cache_k.shape[3]) != (batch, heads, d_k) or (
         cache_v.shape[:3] != cache_k.shape[:3]
     ):
-        raise BenchError(
+        raise BackboneError(
             f"attention: cache shapes {tuple(cache_k.shape)}, {tuple(cache_v.shape)}; expected (B, H, W, d) to match "
             f"k {tuple(k.shape)}"
         )
     if tuple(start.shape) != (batch,):
-        raise BenchError(f"attention: start has shape {tuple(start.shape)}; expected ({batch},)")
+        raise BackboneError(f"attention: start has shape {tuple(start.shape)}; expected ({batch},)")
 
 
 def sliding_window_attention(

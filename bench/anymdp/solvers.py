@@ -28,9 +28,6 @@ from bench.errors import BenchError
 LABEL_GAMMA = 0.994
 """Discount of the DPD label oracle (the reference code's training labels)."""
 
-MIN_SCORE_GAP = 1e-6
-"""`normalized_score` returns nan where J_opt - J_rand is below this (relative to max(1, |J_opt|))."""
-
 
 @dataclass(frozen=True)
 class TaskArrays:
@@ -213,17 +210,3 @@ def random_returns(arrays: TaskArrays) -> np.ndarray:
 def label_policy(arrays: TaskArrays) -> np.ndarray:
     """The DPD label oracle's action per state (B, ns) int64: greedy in value_iteration(LABEL_GAMMA)."""
     return value_iteration(arrays, LABEL_GAMMA).argmax(axis=2)
-
-
-def normalized_score(returns: np.ndarray, j_rand: np.ndarray, j_opt: np.ndarray) -> np.ndarray:
-    """(R - J_rand) / (J_opt - J_rand), broadcast over the inputs.
-
-    0 is the uniform-random policy, 1 the finite-horizon optimum. Where the gap J_opt - J_rand is
-    below MIN_SCORE_GAP * max(1, |J_opt|) the score is undefined and nan is returned: evaluation
-    skips such tasks (every policy is then about as good as any other).
-    """
-    returns, j_rand, j_opt = (np.asarray(x, dtype=np.float64) for x in (returns, j_rand, j_opt))
-    gap = j_opt - j_rand
-    tiny = gap < MIN_SCORE_GAP * np.maximum(1.0, np.abs(j_opt))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(tiny, np.nan, (returns - j_rand) / np.where(tiny, 1.0, gap))

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from bench import distributed
 from bench.anymdp.solvers import TaskArrays, label_policy, oracle_returns, random_returns
 from bench.anymdp.task import ARRAYS, Task
 from bench.data import split as sp
@@ -467,7 +468,27 @@ def ensure_data(
 ) -> DataInfo:
     """Build the train and valid shards of `preset` if missing, verify checksums, describe the data.
 
-    `workers`: build processes (default: all cores)."""
+    `workers`: build processes (default: all cores). Under torchrun, rank 0 builds and verifies,
+    then the other ranks check that every shard is present where *they* look (node-local disks)
+    and that their data is rank 0's; any problem is one BenchError on every rank."""
+    rank, world_size = distributed.dist_info()
+    if world_size == 1:
+        return _build_and_verify(preset, root, progress, workers)
+    info = distributed.collective(
+        "the data build on rank 0", lambda: _build_and_verify(preset, root, progress, workers) if rank == 0 else None
+    )
+    info = distributed.collective("the data check", lambda: info if rank == 0 else present_data(preset, root))
+    fingerprints = distributed.all_gather_objects(info.fingerprint, "the data fingerprint check")
+    differing = [r for r, fp in enumerate(fingerprints) if fp != fingerprints[0]]
+    if differing:
+        raise BenchError(
+            f"ranks {differing} see other data than rank 0 (dataset fingerprint {fingerprints[differing[0]][:12]} != "
+            f"{fingerprints[0][:12]}); give every node the same build"
+        )
+    return info
+
+
+def _build_and_verify(preset: Preset, root: str | os.PathLike | None, progress: bool, workers: int | None) -> DataInfo:
     manifests = build(preset, root, workers=workers, progress=progress)
     path = data_root(preset, root)
     fingerprint, expected = dataset_fingerprint(manifests), committed_fingerprint(preset)
@@ -476,10 +497,37 @@ def ensure_data(
             f"the {preset.name!r} data in {path} has fingerprint {fingerprint[:12]}..., not the committed "
             f"{expected[:12]}...; run `python -m bench data verify --preset {preset.name} --tasks` to find what drifted"
         )
+    return _describe(preset, path, manifests)
+
+
+def present_data(preset: Preset, root: str | os.PathLike | None = None) -> DataInfo:
+    """DataInfo of a build from its manifests, after checking that every shard's files exist (no
+    hashing: under torchrun rank 0 has verified the checksums, compared through the fingerprint)."""
+    path = data_root(preset, root)
+    manifests = {}
+    for split in SPLITS:
+        for index in range(n_shards(preset, split)):
+            entry = read_shard_entry(preset, split, index, path)
+            if entry is None or any(not (shard_dir(path, split, index) / f"{name}.npy").is_file() for name in entry["files"]):
+                raise BenchError(
+                    f"{split} shard {index} is missing at {shard_dir(path, split, index)}; every node needs the "
+                    f"whole build: {rebuild_command(preset, split, index, path)}"
+                )
+        manifest_path = path / split / "manifest.json"
+        try:
+            manifests[split] = json.loads(manifest_path.read_text())
+        except (OSError, ValueError):
+            raise BenchError(
+                f"{manifest_path} is missing or unreadable; run `python -m bench data verify --preset {preset.name}` there"
+            ) from None
+    return _describe(preset, path, manifests)
+
+
+def _describe(preset: Preset, path: Path, manifests: dict[str, dict]) -> DataInfo:
     return DataInfo(
         preset=preset.name,
         root=path,
-        fingerprint=fingerprint,
+        fingerprint=dataset_fingerprint(manifests),
         n_sequences=manifests["train"]["n_sequences"],
         n_valid=manifests["valid"]["n_sequences"],
         seq_len=preset.data.seq_len,

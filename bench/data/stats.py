@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.anymdp.solvers import normalized_score
+from bench.metrics import normalized
 from bench.data import behavior as bh
 from bench.data.loader import ShardedSequences
 
@@ -23,7 +23,7 @@ def episode_scores(
     starts = np.where(first_of_row, 0, np.r_[0, ends[:-1] + 1])
     before = np.where(starts > 0, cumulative[rows, np.maximum(starts - 1, 0)], 0.0)
     returns = cumulative[rows, ends] - before
-    return rows, starts, policy[rows, starts], normalized_score(returns, j_rand[rows], j_opt[rows])
+    return rows, starts, policy[rows, starts], normalized(returns, j_rand[rows], j_opt[rows])
 
 
 def split_stats(dataset: ShardedSequences) -> tuple[list[dict[str, object]], dict[str, object]]:

@@ -29,6 +29,7 @@ from bench.anymdp.solvers import (
     value_iteration,
 )
 from bench.errors import BenchError
+from bench.perf.common import best_time, official_single, ours_single, time_single_env_steps
 from bench.report.table import format_table
 
 
@@ -37,16 +38,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (best is reported)")
     parser.add_argument("--markdown", action="store_true", help="print Markdown tables")
     parser.add_argument("--seed", type=int, default=0, help="seed of tasks and actions")
-
-
-def best_time(run: Callable[[], object], repeats: int) -> tuple[float, float]:
-    """(wall, CPU) seconds of the fastest (by wall time) of `repeats` calls."""
-    times = []
-    for _ in range(repeats):
-        wall, cpu = time.perf_counter(), time.process_time()
-        run()
-        times.append((time.perf_counter() - wall, time.process_time() - cpu))
-    return min(times)
 
 
 def sampler_rows(quick: bool, seed: int) -> list[dict[str, object]]:
@@ -71,35 +62,6 @@ def time_batched_steps(tasks, steps: int, repeats: int, seed: int) -> tuple[floa
             env.step(row)
 
     return best_time(run, repeats)
-
-
-def time_single_env_steps(
-    make_env: Callable[[], tuple[Callable, Callable]], steps: int, repeats: int
-) -> tuple[float, float]:
-    """Steps/s of one env stepped with fixed actions, resetting at episode ends."""
-    reset, step = make_env()
-
-    def run() -> None:
-        reset()
-        for t in range(steps):
-            if step(t % 5):
-                reset()
-
-    return best_time(run, repeats)
-
-
-def ours_single(task):
-    env = AnyMDPEnv(task)
-    env.reset(seed=0)
-    return (lambda: env.reset()), (lambda a: any(env.step(a)[2:4]))
-
-
-def official_single(task):
-    from xenoverse.anymdp import AnyMDPEnv as OfficialEnv
-
-    env = OfficialEnv(max_steps=task.horizon)
-    env.set_task(to_official(task))
-    return (lambda: env.reset()), (lambda a: any(env.step(a)[2:4]))
 
 
 def main(args: argparse.Namespace) -> int:

@@ -23,12 +23,14 @@ from collections.abc import Callable
 
 import torch
 
-from architectures import REGISTRY, Backbone, build_backbone, resolve
+from architectures import REGISTRY, Backbone, BackboneError, build_backbone, resolve
 from bench.errors import BenchError
 from bench.io import atomic_write_json
+from bench.perf.common import PeakRSS, median_seconds
+from bench.presets import get_preset
 from bench.report.table import format_table
 
-D_MODEL, HEADS = 128, 4
+D_MODEL, HEADS = get_preset("tiny").d_model, 4
 LAYER_BATCH, LAYER_T = 4, 2048
 SCALING_T = (1024, 2048, 4096, 8192, 16_384)
 STEP_BATCH = 256
@@ -40,7 +42,7 @@ def _available(names: list[str]) -> tuple[list[str], list[str]]:
     for name in names:
         try:
             resolve(name)
-        except BenchError as err:
+        except BackboneError as err:
             notes.append(f"{name}: skipped ({err})")
             continue
         found.append(name)
@@ -53,21 +55,10 @@ def one_layer(name: str, seed: int = 0) -> Backbone:
     cls = resolve(name)
     if "n_heads" in inspect.signature(cls.__init__).parameters:
         try:
-            return build_backbone(cls, "tiny", seed=seed, n_layers=1, n_heads=HEADS)
-        except BenchError:
+            return build_backbone(cls, D_MODEL, "tiny", seed=seed, n_layers=1, n_heads=HEADS)
+        except BackboneError:
             pass
-    return build_backbone(cls, "tiny", seed=seed, n_layers=1)
-
-
-def _median_seconds(run: Callable[[], None], repeats: int, warmup: bool = True) -> float:
-    if warmup:
-        run()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    return build_backbone(cls, D_MODEL, "tiny", seed=seed, n_layers=1)
 
 
 def _chunked_pass(model: Backbone, x: torch.Tensor) -> None:
@@ -88,46 +79,14 @@ def layer_table(names: list[str], length: int, repeats: int) -> list[dict[str, o
     for name in names:
         model = one_layer(name)
         x = torch.randn(LAYER_BATCH, length, D_MODEL, generator=torch.Generator().manual_seed(0), requires_grad=True)
-        chunked = _median_seconds(lambda: _chunked_pass(model, x), repeats)
+        chunked = median_seconds(lambda: _chunked_pass(model, x), repeats)
         # The chunked runs warmed the layer up; the long step loop is timed without a warm-up run.
-        recurrent = _median_seconds(lambda: _recurrent_pass(model, x), max(1, repeats // 2), warmup=False)
+        recurrent = median_seconds(lambda: _recurrent_pass(model, x), max(1, repeats // 2), warmup=False)
         rows.append(
             {"backbone": name, "chunked fwd+bwd (s)": chunked, "recurrent fwd+bwd (s)": recurrent,
              "speed-up": f"{recurrent / chunked:.1f}x"}
         )
     return rows
-
-
-class PeakRSS:
-    """Context manager: the peak growth of this process's resident set size, in bytes (Linux)."""
-
-    PAGE = os.sysconf("SC_PAGE_SIZE")
-
-    def __init__(self, interval: float = 5e-4) -> None:
-        self.interval = interval
-        self.growth = 0
-
-    @classmethod
-    def current(cls) -> int:
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * cls.PAGE
-
-    def _poll(self) -> None:
-        while not self._stop.is_set():
-            self._peak = max(self._peak, self.current())
-            time.sleep(self.interval)
-
-    def __enter__(self) -> PeakRSS:
-        self._baseline = self._peak = self.current()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.growth = max(self._peak, self.current()) - self._baseline
 
 
 def _scaling_worker(name: str, lengths: tuple[int, ...], threads: int, queue) -> None:
@@ -182,11 +141,11 @@ def scaling_record(rows: list[dict[str, object]], threads: int) -> dict:
 def step_table(names: list[str], repeats: int) -> list[dict[str, object]]:
     rows = []
     for name in names:
-        model = build_backbone(name, "tiny")
+        model = build_backbone(name, D_MODEL, "tiny")
         x = torch.randn(STEP_BATCH, model.d_model, generator=torch.Generator().manual_seed(0))
         state = model.init_state(STEP_BATCH, "cpu")
         with torch.no_grad():
-            seconds = _median_seconds(lambda: model.step(x, state), repeats)
+            seconds = median_seconds(lambda: model.step(x, state), repeats)
         rows.append(
             {"backbone": name, "step B=256 (ms)": 1000 * seconds, "state numbers per sequence": model.state_size()}
         )

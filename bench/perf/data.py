@@ -26,7 +26,7 @@ from bench.data import split as sp
 from bench.data.loader import ShardedSequences, batch_loader
 from bench.data.synth import synthesize
 from bench.errors import BenchError
-from bench.perf.anymdp import best_time, official_single, time_single_env_steps
+from bench.perf.common import best_time, official_single, time_single_env_steps
 from bench.presets import PRESETS
 from bench.report.table import format_table
 

@@ -21,10 +21,10 @@ from concurrent.futures import ProcessPoolExecutor
 
 import torch
 
-from architectures import REGISTRY, count_parameters, resolve
+from architectures import REGISTRY, SIZES, count_parameters
 from bench.errors import BenchError
 from bench.model import build_model
-from bench.perf.backbones import PeakRSS
+from bench.perf.common import PeakRSS
 from bench.presets import PRESETS, get_preset
 from bench.report.table import format_table
 from bench.train import parameter_groups, train_step
@@ -115,7 +115,7 @@ def main(args: argparse.Namespace) -> int:
     segment = args.segment or preset.recipe.segment_len
     seq_len = args.seq_len or segment
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    names = args.arch or [n for n in REGISTRY if args.preset in getattr(resolve(n), "preset_kwargs", {})]
+    names = args.arch or [n for n in REGISTRY if args.preset in SIZES.get(n, {})]
     per_process = -(-preset.recipe.batch_size // args.world_size)
     rows = []
     for name in names:

@@ -308,7 +308,7 @@ def example_result(preset: str = "tiny", arch: str = "gdn", seed: int = 0, score
             "eval_steps": 8,
             "n_tasks": 2,
             "skipped_tasks": 0,
-            "gap_threshold": 1e-6,
+            "gap_threshold": 0.01,
             "bootstrap_samples": 100,
             "smoothing_window": 1,
             "agents": {name: agent(level) for name, level in levels.items()},
