@@ -14,9 +14,7 @@ INIT_STD = 0.02
 
 
 @torch.no_grad()
-def init_weights(
-    root: nn.Module, generator: torch.Generator, other: Callable[[nn.Module], None] | None = None
-) -> None:
+def init_weights(root: nn.Module, generator: torch.Generator, other: Callable[[nn.Module], None] | None = None) -> None:
     """Linear and short-convolution weights ~ N(0, INIT_STD^2), their biases 0, RMSNorm weights 1.
 
     `other(module)` is called on every other module of the same pre-order walk, so that a backbone's

@@ -75,10 +75,15 @@ class Mamba2Mixer(nn.Module):
         dt = F.softplus(dt.to(dtype) + self.dt_bias.to(dtype))
         A = -torch.exp(self.A_log.to(dtype))
         y, ssm = ssd(
-            xs, dt, A,
+            xs,
+            dt,
+            A,
             B.unflatten(-1, (self.n_groups, self.d_state)),
             C.unflatten(-1, (self.n_groups, self.d_state)),
-            state[0], mode=mode, chunk_size=self.chunk_size, use_fla=self.use_fla,
+            state[0],
+            mode=mode,
+            chunk_size=self.chunk_size,
+            use_fla=self.use_fla,
         )
         y = (y + xs * self.D.to(xs.dtype).unsqueeze(-1)).flatten(-2)
         if self.norm_before_gate:
@@ -153,8 +158,17 @@ class Mamba2(BlockStack):
         n_heads = _resolve_heads(d_inner, head_dim, n_heads)
         mlp_hidden = default_mlp_hidden(d_model) if mlp_hidden is None else mlp_hidden
         _check_config(
-            n_layers, n_heads, d_state, n_groups, conv_size, mlp_hidden,
-            dt_min, dt_max, dt_init_floor, A_init_range, chunk_size,
+            n_layers,
+            n_heads,
+            d_state,
+            n_groups,
+            conv_size,
+            mlp_hidden,
+            dt_min,
+            dt_max,
+            dt_init_floor,
+            A_init_range,
+            chunk_size,
         )
         self.dt_range = (dt_min, dt_max, dt_init_floor)
         self.A_init_range = A_init_range

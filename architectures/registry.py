@@ -24,8 +24,12 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         # 426,880 (+6.7 %): 2 layers, 4 heads of 32, channel mix 4x as RWKV-7; LoRA widths 16
         # (fla's rule gives 32, 32, 32, 64: 471,936, +18.0 %) so that two layers fit the budget.
         "tiny": {
-            "n_layers": 2, "n_heads": 4, "decay_low_rank_dim": 16, "a_low_rank_dim": 16,
-            "v_low_rank_dim": 16, "gate_low_rank_dim": 16,
+            "n_layers": 2,
+            "n_heads": 4,
+            "decay_low_rank_dim": 16,
+            "a_low_rank_dim": 16,
+            "v_low_rank_dim": 16,
+            "gate_low_rank_dim": 16,
         },
         # 5,223,168 (+4.5 %): 6 layers, 4 heads of 64, fla's LoRA rule (32, 32, 32, 64).
         "small": {"n_layers": 6, "n_heads": 4},

@@ -99,9 +99,7 @@ class RWKV7TimeMix(nn.Module):
         self.k_k = nn.Parameter(torch.zeros(d_model))
         self.k_a = nn.Parameter(torch.zeros(d_model))
         self.r_k = nn.Parameter(torch.zeros(n_heads, self.head_dim))
-        self.r_proj, self.k_proj, self.v_proj, self.o_proj = (
-            nn.Linear(d_model, d_model, bias=False) for _ in range(4)
-        )
+        self.r_proj, self.k_proj, self.v_proj, self.o_proj = (nn.Linear(d_model, d_model, bias=False) for _ in range(4))
         self.w_lora = LowRank(d_model, d_model, decay_low_rank_dim, "tanh")
         self.a_lora = LowRank(d_model, d_model, a_low_rank_dim, "none")
         self.v_lora = LowRank(d_model, d_model, v_low_rank_dim, "none") if layer_index > 0 else None
@@ -142,8 +140,17 @@ class RWKV7TimeMix(nn.Module):
         k = k * (1 + (a - 1) * self.k_a)
         r, log_w, k, v, a = (t.unflatten(-1, heads) for t in (r, log_w, k, v, a))
         o, wkv = rwkv7(
-            r, log_w, k, v, -kk, kk * a, ATTENTION_SCALE, state[1],
-            mode=mode, chunk_size=self.chunk_size, use_fla=self.use_fla,
+            r,
+            log_w,
+            k,
+            v,
+            -kk,
+            kk * a,
+            ATTENTION_SCALE,
+            state[1],
+            mode=mode,
+            chunk_size=self.chunk_size,
+            use_fla=self.use_fla,
         )
         o = self.g_norm(o.reshape(batch * length, d_model)).view(batch, length, d_model)
         bonus = ((r * k * self.r_k).sum(-1, keepdim=True) * v).flatten(-2)  # the current token's own term

@@ -162,8 +162,7 @@ def check_parameter_budget(model: Backbone, preset: str) -> CheckResult:
     count = count_parameters(model)
     deviation = count / spec.param_budget - 1
     detail = (
-        f"{count:,} parameters, {deviation:+.1%} vs budget {spec.param_budget:,} "
-        f"(tolerance {spec.param_tolerance:.0%})"
+        f"{count:,} parameters, {deviation:+.1%} vs budget {spec.param_budget:,} (tolerance {spec.param_tolerance:.0%})"
     )
     return CheckResult("parameter budget", abs(deviation) <= spec.param_tolerance, detail)
 

@@ -25,8 +25,8 @@ from bench.anymdp.solvers import (
     random_returns,
 )
 from bench.anymdp.tql_ucb import TQLUCB
-from bench.metrics import normalized
 from bench.errors import BenchError
+from bench.metrics import normalized
 from bench.report.table import format_table
 
 Policy = Callable[[BatchedEnv, np.ndarray], np.ndarray]
@@ -90,29 +90,40 @@ def main(args: argparse.Namespace) -> int:
     for name, (act, learn) in policies.items():
         episodes, seconds = step_policy(BatchedEnv(tasks, seed=args.seed), act, args.steps, learn)
         runs[name] = episodes
-        speed.append({"policy": name, "tasks": len(tasks), "steps": args.steps, "seconds": seconds,
-                      "steps/s (all tasks)": len(tasks) * args.steps / seconds})
+        speed.append(
+            {
+                "policy": name,
+                "tasks": len(tasks),
+                "steps": args.steps,
+                "seconds": seconds,
+                "steps/s (all tasks)": len(tasks) * args.steps / seconds,
+            }
+        )
 
     ns_of = np.array([t.ns for t in tasks])
     rows = []
     quarter = args.steps // 4
     for ns in args.ns:
         group = ns_of == ns
-        rows.append({
-            "ns": ns,
-            "tasks": int(group.sum()),
-            "horizon": float(arrays.horizon[group].mean()),
-            "J_opt": float(j_opt[group].mean()),
-            "J_rand": float(j_rand[group].mean()),
-            "label score": float(np.nanmean(normalized(j_label, j_rand, j_opt)[group])),
-            "random": mean_scores(runs["random"], j_rand, j_opt, group, 0, args.steps),
-            "oracle": mean_scores(runs["oracle"], j_rand, j_opt, group, 0, args.steps),
-            "oracle episodes": sum(1 for _, b, _ in runs["oracle"] if group[b]),
-            "tql first 1/4": mean_scores(runs["tql_ucb"], j_rand, j_opt, group, 0, quarter),
-            "tql last 1/4": mean_scores(runs["tql_ucb"], j_rand, j_opt, group, args.steps - quarter, args.steps),
-        })
-    print(f"sampled {len(tasks)} tasks in {t_sample:.2f} s; "
-          f"solved them (J_opt, J_rand, labels, oracle) in {t_solve:.2f} s")
+        rows.append(
+            {
+                "ns": ns,
+                "tasks": int(group.sum()),
+                "horizon": float(arrays.horizon[group].mean()),
+                "J_opt": float(j_opt[group].mean()),
+                "J_rand": float(j_rand[group].mean()),
+                "label score": float(np.nanmean(normalized(j_label, j_rand, j_opt)[group])),
+                "random": mean_scores(runs["random"], j_rand, j_opt, group, 0, args.steps),
+                "oracle": mean_scores(runs["oracle"], j_rand, j_opt, group, 0, args.steps),
+                "oracle episodes": sum(1 for _, b, _ in runs["oracle"] if group[b]),
+                "tql first 1/4": mean_scores(runs["tql_ucb"], j_rand, j_opt, group, 0, quarter),
+                "tql last 1/4": mean_scores(runs["tql_ucb"], j_rand, j_opt, group, args.steps - quarter, args.steps),
+            }
+        )
+    print(
+        f"sampled {len(tasks)} tasks in {t_sample:.2f} s; "
+        f"solved them (J_opt, J_rand, labels, oracle) in {t_solve:.2f} s"
+    )
     print("exact J_opt / J_rand / label-policy score; measured mean normalised episode scores while stepping")
     print("(episodes that ended within the steps; with few long episodes the means are noisy):")
     print(format_table(rows))

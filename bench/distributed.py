@@ -66,7 +66,9 @@ def _env_int(name: str, default: int | None = None) -> int:
     value = os.environ.get(name)
     if value is None:
         if default is None:
-            raise BenchError(f"environment variable {name} is not set; launch with torchrun (it sets {', '.join(TORCHRUN_VARS)})")
+            raise BenchError(
+                f"environment variable {name} is not set; launch with torchrun (it sets {', '.join(TORCHRUN_VARS)})"
+            )
         return default
     try:
         return int(value)
@@ -95,14 +97,19 @@ def setup(device: str | None = None) -> DistContext:
     rank, local_rank = _env_int("RANK"), _env_int("LOCAL_RANK")
     for name in ("MASTER_ADDR", "MASTER_PORT"):
         if not os.environ.get(name):
-            raise BenchError(f"environment variable {name} is not set; launch with torchrun (it sets {', '.join(TORCHRUN_VARS)})")
+            raise BenchError(
+                f"environment variable {name} is not set; launch with torchrun (it sets {', '.join(TORCHRUN_VARS)})"
+            )
     if not 0 <= rank < world_size:
         raise BenchError(f"RANK={rank}; accepted: 0 <= RANK < WORLD_SIZE={world_size}")
     use_cuda = torch.cuda.is_available() if device is None else torch.device(device).type == "cuda"
     threads = None
     if use_cuda:
         if local_rank >= torch.cuda.device_count():
-            raise BenchError(f"LOCAL_RANK={local_rank} but this machine has {torch.cuda.device_count()} GPU(s); use --nproc_per_node <= the GPU count")
+            raise BenchError(
+                f"LOCAL_RANK={local_rank} but this machine has {torch.cuda.device_count()} GPU(s); "
+                "use --nproc_per_node <= the GPU count"
+            )
         device, backend = f"cuda:{local_rank}", "nccl"
         torch.cuda.set_device(device)
     else:
@@ -110,7 +117,9 @@ def setup(device: str | None = None) -> DistContext:
         local_world = _env_int("LOCAL_WORLD_SIZE", world_size)
         threads = max(1, len(os.sched_getaffinity(0)) // max(1, local_world)) if hasattr(os, "sched_getaffinity") else 1
     if not dist.is_initialized():
-        dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world_size, timeout=timedelta(seconds=timeout_s()))
+        dist.init_process_group(
+            backend, init_method="env://", rank=rank, world_size=world_size, timeout=timedelta(seconds=timeout_s())
+        )
     return DistContext(rank, world_size, local_rank, device, backend, threads)
 
 
@@ -182,7 +191,10 @@ def mean_across_ranks(value: float, device: torch.device | str = "cpu") -> float
     world_size = dist_info()[1]
     if world_size == 1:
         return value
-    return float(sum_across_ranks(torch.tensor([value], dtype=torch.float64, device=device), "the loss average")) / world_size
+    return (
+        float(sum_across_ranks(torch.tensor([value], dtype=torch.float64, device=device), "the loss average"))
+        / world_size
+    )
 
 
 def collective(what: str, fn: Callable[[], T]) -> T:

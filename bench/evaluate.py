@@ -76,7 +76,8 @@ def interactive_eval(
         overall = out[name]["overall"]
         log(
             f"  {name:8s} d first quarter {overall['first_quarter']:.3f}  last quarter {overall['last_quarter']:.3f}"
-            f"  diff {overall['quarter_diff']:+.3f} CI [{overall['quarter_diff_ci'][0]:+.3f}, {overall['quarter_diff_ci'][1]:+.3f}]"
+            f"  diff {overall['quarter_diff']:+.3f} "
+            f"CI [{overall['quarter_diff_ci'][0]:+.3f}, {overall['quarter_diff_ci'][1]:+.3f}]"
         )
     return {
         "eval_steps": steps,
@@ -119,7 +120,9 @@ def offline_eval(
         n, length = prepared["obs"].shape
         n_sequences += n
         state = None
-        per_step = {key: torch.zeros(n, length, device=device) for key in ("action_ce", "action_acc", "obs_ce", "reward_mse")}
+        per_step = {
+            key: torch.zeros(n, length, device=device) for key in ("action_ce", "action_acc", "obs_ce", "reward_mse")
+        }
         for start, segment in segments(prepared, segment_len):
             out, state = model(segment, state)
             span = slice(start, start + segment["obs"].shape[1])

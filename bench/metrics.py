@@ -58,7 +58,9 @@ class Episodes:
         new_index[tasks] = np.arange(tasks.size)
         keep = np.flatnonzero(new_index[self.task] >= 0)
         keep = keep[np.argsort(new_index[self.task[keep]], kind="stable")]
-        return Episodes(new_index[self.task[keep]], self.start[keep], self.ret[keep], self.index[keep], tasks.size, self.steps)
+        return Episodes(
+            new_index[self.task[keep]], self.start[keep], self.ret[keep], self.index[keep], tasks.size, self.steps
+        )
 
     def to_record(self) -> dict[str, list[list]]:
         """Per task, the start step and return of each scored episode (JSON-ready): every summary
@@ -87,7 +89,9 @@ class Episodes:
             start.append(task_starts)
             ret.append(np.asarray(task_returns, dtype=np.float64))
             index.append(np.arange(task_starts.size))
-        return cls(np.concatenate(tasks), np.concatenate(start), np.concatenate(ret), np.concatenate(index), len(starts), steps)
+        return cls(
+            np.concatenate(tasks), np.concatenate(start), np.concatenate(ret), np.concatenate(index), len(starts), steps
+        )
 
 
 def episode_ids(dones: np.ndarray) -> np.ndarray:
@@ -112,7 +116,9 @@ def episodes(rewards: np.ndarray, dones: np.ndarray, steps: int) -> Episodes:
     for i in range(n_tasks):
         n_scored = int(ids[i, steps - 1]) + 1  # episodes that started before `steps`
         if int(dones[i].sum()) < n_scored:
-            raise BenchError(f"task {i}: the episode that started before step {steps} never ends in the record; continue the rollout")
+            raise BenchError(
+                f"task {i}: the episode that started before step {steps} never ends in the record; continue the rollout"
+            )
         sums = np.bincount(ids[i], weights=rewards[i])[:n_scored]
         first_step = np.searchsorted(ids[i], np.arange(n_scored))
         tasks.append(np.full(n_scored, i))
@@ -251,7 +257,9 @@ def summarize(
 ) -> dict:
     """The Summary record of docs/results-schema.md for one group of tasks."""
     _check_steps(steps)
-    return summarize_episodes(episodes(rewards, dones, steps), j_rand, j_opt, few_shot_episodes, bootstrap_samples, seed)
+    return summarize_episodes(
+        episodes(rewards, dones, steps), j_rand, j_opt, few_shot_episodes, bootstrap_samples, seed
+    )
 
 
 def summarize_episodes(
@@ -311,7 +319,9 @@ def summarize_groups(
     ns, j_rand, j_opt = np.asarray(ns), np.asarray(j_rand, dtype=np.float64), np.asarray(j_opt, dtype=np.float64)
 
     def summary(index: np.ndarray) -> dict:
-        return summarize_episodes(ep.select(index), j_rand[index], j_opt[index], few_shot_episodes, bootstrap_samples, seed)
+        return summarize_episodes(
+            ep.select(index), j_rand[index], j_opt[index], few_shot_episodes, bootstrap_samples, seed
+        )
 
     groups = {f"ns={n}": summary(np.flatnonzero(ns == n)) for n in sorted(set(ns.tolist()))}
     return {"overall": summary(np.arange(ep.n_tasks)), "groups": groups}

@@ -58,7 +58,9 @@ class ICRLModel(nn.Module):
         super().__init__()
         layout = get_layout(preset.recipe.layout)
         if backbone.d_model != preset.d_model:
-            raise BenchError(f"backbone d_model={backbone.d_model} differs from preset {preset.name!r} d_model={preset.d_model}")
+            raise BenchError(
+                f"backbone d_model={backbone.d_model} differs from preset {preset.name!r} d_model={preset.d_model}"
+            )
         d = preset.d_model
         self.layout = layout
         self.tokens_per_step = layout.tokens_per_step
@@ -101,7 +103,10 @@ class ICRLModel(nn.Module):
 
     def _check_ids(self, obs: torch.Tensor, action: torch.Tensor | None) -> None:
         if obs.numel() and (int(obs.min()) < 0 or int(obs.max()) > self.mask_id):
-            raise BenchError(f"observation ids must be in [0, {self.n_obs}] (mask id {self.mask_id}); got {int(obs.min())}..{int(obs.max())}")
+            raise BenchError(
+                f"observation ids must be in [0, {self.n_obs}] (mask id {self.mask_id}); "
+                f"got {int(obs.min())}..{int(obs.max())}"
+            )
         if action is not None and action.numel() and (int(action.min()) < 0 or int(action.max()) >= self.na):
             raise BenchError(f"action ids must be in [0, {self.na}); got {int(action.min())}..{int(action.max())}")
 
@@ -129,7 +134,9 @@ class ICRLModel(nn.Module):
 
     # ---- training --------------------------------------------------------------------------
 
-    def forward(self, segment: dict[str, torch.Tensor], state: State | None = None) -> tuple[dict[str, torch.Tensor], State]:
+    def forward(
+        self, segment: dict[str, torch.Tensor], state: State | None = None
+    ) -> tuple[dict[str, torch.Tensor], State]:
         """One segment of steps -> head outputs per step and the backbone state after it.
 
         `segment` holds (B, L) fields obs, prompt, tag, action, reward, prev_reward (reward of the
@@ -172,7 +179,14 @@ class ICRLModel(nn.Module):
         self._check_ids(obs, None)
         if not state.started:
             prev_reward = torch.zeros_like(prev_reward, dtype=torch.float32)
-        fields = {"obs": obs, "prompt": prompt, "tag": tag, "first": first, "prev_reward": prev_reward, "reward": prev_reward}
+        fields = {
+            "obs": obs,
+            "prompt": prompt,
+            "tag": tag,
+            "first": first,
+            "prev_reward": prev_reward,
+            "reward": prev_reward,
+        }
         if state.started:  # the slots after the action hold the previous step's outcome
             for slot in range(self.layout.action_slot + 1, self.tokens_per_step):
                 self._feed(self._token(slot, fields), state)

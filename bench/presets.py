@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass, field
 
 from bench.errors import BenchError
 
-
 DEFAULT_POLICY_WEIGHTS = (0.10, 0.20, 0.20, 0.25, 0.20, 0.05)
 """Behavior mixture of docs/data.md, in the order of `bench.data.behavior.POLICIES`: random,
 q_learning, model_based, mixture, eps_oracle, oracle."""
@@ -121,12 +120,25 @@ PRESETS: dict[str, Preset] = {
         param_budget=400_000,
         n_heads=4,
         data=DataSpec(
-            train_tasks=8192, train_ns=(8, 16), seq_len=512, shard_size=512,
-            test_ns=(1, 8, 16), test_tasks_per_ns=64, policy_weights=LEARNER_POLICY_WEIGHTS,
+            train_tasks=8192,
+            train_ns=(8, 16),
+            seq_len=512,
+            shard_size=512,
+            test_ns=(1, 8, 16),
+            test_tasks_per_ns=64,
+            policy_weights=LEARNER_POLICY_WEIGHTS,
         ),
         recipe=RecipeSpec(
-            layout="grouped", segment_len=256, batch_size=32, train_steps=600, lr=2e-3, warmup_steps=45,
-            position_ramp_steps=128, checkpoint_every=50, eval_steps=512, temperature=(1.0, 0.1, 10_000),
+            layout="grouped",
+            segment_len=256,
+            batch_size=32,
+            train_steps=600,
+            lr=2e-3,
+            warmup_steps=45,
+            position_ramp_steps=128,
+            checkpoint_every=50,
+            eval_steps=512,
+            temperature=(1.0, 0.1, 10_000),
         ),
     ),
     # One GPU, about an hour.
@@ -136,12 +148,24 @@ PRESETS: dict[str, Preset] = {
         param_budget=5_000_000,
         n_heads=4,
         data=DataSpec(
-            train_tasks=32_768, train_ns=(16, 64), seq_len=4096, shard_size=1024,
-            test_ns=(1, 16, 32, 64), test_tasks_per_ns=128,
+            train_tasks=32_768,
+            train_ns=(16, 64),
+            seq_len=4096,
+            shard_size=1024,
+            test_ns=(1, 16, 32, 64),
+            test_tasks_per_ns=128,
         ),
         recipe=RecipeSpec(
-            layout="paper", segment_len=1024, batch_size=16, train_steps=4000, lr=5e-4, warmup_steps=200,
-            position_ramp_steps=1024, checkpoint_every=250, eval_steps=8192, temperature=(1.0, 0.1, 8192),
+            layout="paper",
+            segment_len=1024,
+            batch_size=16,
+            train_steps=4000,
+            lr=5e-4,
+            warmup_steps=200,
+            position_ramp_steps=1024,
+            checkpoint_every=250,
+            eval_steps=8192,
+            temperature=(1.0, 0.1, 8192),
         ),
     ),
     # The paper's scale: 512K sequences of 12K steps, hidden 512, RWKV-7 / GDN with 18 layers.
@@ -151,12 +175,24 @@ PRESETS: dict[str, Preset] = {
         param_budget=60_000_000,
         n_heads=8,
         data=DataSpec(
-            train_tasks=524_288, train_ns=(16, 128), seq_len=12_288, shard_size=1024,
-            test_ns=(1, 16, 32, 64, 128), test_tasks_per_ns=256,
+            train_tasks=524_288,
+            train_ns=(16, 128),
+            seq_len=12_288,
+            shard_size=1024,
+            test_ns=(1, 16, 32, 64, 128),
+            test_tasks_per_ns=256,
         ),
         recipe=RecipeSpec(
-            layout="paper", segment_len=2048, batch_size=40, train_steps=80_000, lr=2e-4, warmup_steps=2000,
-            position_ramp_steps=4096, checkpoint_every=1000, eval_steps=20_000, temperature=(1.0, 0.1, 10_000),
+            layout="paper",
+            segment_len=2048,
+            batch_size=40,
+            train_steps=80_000,
+            lr=2e-4,
+            warmup_steps=2000,
+            position_ramp_steps=4096,
+            checkpoint_every=1000,
+            eval_steps=20_000,
+            temperature=(1.0, 0.1, 10_000),
         ),
     ),
 }

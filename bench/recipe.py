@@ -58,8 +58,12 @@ class Layout:
 
 
 LAYOUTS: dict[str, Layout] = {
-    "paper": Layout("paper", (("obs",), ("prompt",), ("tag",), ("action",), ("reward",)), reward_read=3, next_obs_read=4),
-    "grouped": Layout("grouped", (("obs", "prompt", "tag", "prev_reward"), ("action",)), reward_read=1, next_obs_read=1),
+    "paper": Layout(
+        "paper", (("obs",), ("prompt",), ("tag",), ("action",), ("reward",)), reward_read=3, next_obs_read=4
+    ),
+    "grouped": Layout(
+        "grouped", (("obs", "prompt", "tag", "prev_reward"), ("action",)), reward_read=1, next_obs_read=1
+    ),
 }
 
 
@@ -77,7 +81,11 @@ def symlog(x: torch.Tensor) -> torch.Tensor:
 
 
 def prepare_batch(
-    batch: dict[str, torch.Tensor], mask_id: int, mask_prob: float, generator: torch.Generator, shard: tuple[int, int] = (0, 1)
+    batch: dict[str, torch.Tensor],
+    mask_id: int,
+    mask_prob: float,
+    generator: torch.Generator,
+    shard: tuple[int, int] = (0, 1),
 ) -> dict[str, torch.Tensor]:
     """Whole-sequence inputs and targets, computed before cutting into segments:
     prev_reward, first (episode start), the (masked) obs inputs, the next-obs target and its
@@ -131,7 +139,9 @@ def step_losses(outputs: dict[str, torch.Tensor], segment: dict[str, torch.Tenso
     next-observation cross-entropy (meaningful where `next_valid`), reward squared error on the
     symlog scale."""
     shape = segment["label"].shape
-    policy = F.cross_entropy(outputs["policy_logits"].float().flatten(0, 1), segment["label"].flatten(), reduction="none")
+    policy = F.cross_entropy(
+        outputs["policy_logits"].float().flatten(0, 1), segment["label"].flatten(), reduction="none"
+    )
     obs = F.cross_entropy(outputs["obs_logits"].float().flatten(0, 1), segment["next_obs"].flatten(), reduction="none")
     reward = (outputs["reward_pred"].float() - symlog(segment["reward"])).square()
     return {"policy": policy.view(shape), "obs": obs.view(shape), "reward": reward}

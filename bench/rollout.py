@@ -36,7 +36,13 @@ class SteppingAgent(Protocol):
     def start_state(self, batch_size: int, device: torch.device | str = "cpu") -> Any: ...
 
     def policy_logits_step(
-        self, obs: torch.Tensor, prompt: torch.Tensor, tag: torch.Tensor, prev_reward: torch.Tensor, first: torch.Tensor, state: Any
+        self,
+        obs: torch.Tensor,
+        prompt: torch.Tensor,
+        tag: torch.Tensor,
+        prev_reward: torch.Tensor,
+        first: torch.Tensor,
+        state: Any,
     ) -> tuple[torch.Tensor, Any]: ...
 
     def feed_action(self, action: torch.Tensor, state: Any) -> Any: ...

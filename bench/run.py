@@ -15,15 +15,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from typing import TypeVar
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
 from architectures import REGISTRY, count_parameters, resolve, size_kwargs
 from bench import distributed
-from bench.report import results
 from bench.anymdp.task import Task
 from bench.data import DataInfo, ensure_data
 from bench.data.behavior import N_TAGS, PROMPT_ORACLE, TAG_UNKNOWN
@@ -31,11 +30,12 @@ from bench.data.loader import ShardedSequences, batch_loader
 from bench.data.split import test_tasks
 from bench.errors import BenchError
 from bench.evaluate import interactive_eval, offline_eval
-from bench.rollout import shard_agent
-from bench.report.leaderboard import write_leaderboard
 from bench.model import ICRLModel, build_model
-from bench.presets import DEFAULT_PRESET, PRESETS, Preset, get_preset
 from bench.options import RunOptions
+from bench.presets import DEFAULT_PRESET, PRESETS, Preset, get_preset
+from bench.report import results
+from bench.report.leaderboard import write_leaderboard
+from bench.rollout import shard_agent
 from bench.train import TrainResult, available_cores, train
 
 PACKAGES = ("torch", "numpy", "scipy", "tqdm", "gymnasium", "xenoverse", "fla-core", "triton")
@@ -45,7 +45,9 @@ T = TypeVar("T")
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arch", required=True, help=f"backbone: {', '.join(REGISTRY)} or pkg.module:Class")
-    parser.add_argument("--preset", default=DEFAULT_PRESET, help=f"one of: {', '.join(PRESETS)} (default {DEFAULT_PRESET})")
+    parser.add_argument(
+        "--preset", default=DEFAULT_PRESET, help=f"one of: {', '.join(PRESETS)} (default {DEFAULT_PRESET})"
+    )
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--seed", type=int, default=None, help="run seed (default 0)")
     group.add_argument("--seeds", type=int, nargs="+", help="several seeds, one result file each")
@@ -54,7 +56,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-dir", default="runs", help="checkpoint folder (default runs)")
     parser.add_argument("--data-root", default=None, help="data folder (default: bench.data's own)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads for training (default: all available cores)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads for training (default: all available cores)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -63,9 +67,16 @@ def main(args: argparse.Namespace) -> int:
     seeds = args.seeds if args.seeds is not None else [0 if args.seed is None else args.seed]
     with distributed.process_group(args.device) as context:  # joins torchrun's group when WORLD_SIZE > 1
         run(
-            args.arch, preset, seeds, RunOptions(
-                out=Path(args.out), run_dir=Path(args.run_dir), data_root=args.data_root, resume=args.resume,
-                device=context.device, threads=context.threads if args.threads is None else args.threads,
+            args.arch,
+            preset,
+            seeds,
+            RunOptions(
+                out=Path(args.out),
+                run_dir=Path(args.run_dir),
+                data_root=args.data_root,
+                resume=args.resume,
+                device=context.device,
+                threads=context.threads if args.threads is None else args.threads,
                 progress=not args.no_progress,
             ),
         )
@@ -86,7 +97,11 @@ def run(arch: str, preset: Preset, seeds: list[int], options: RunOptions) -> lis
     distributed.check_batch_divides(preset.recipe.batch_size)
     info = ensure_data(preset, options.data_root, options.progress)
     data_s = time.perf_counter() - start
-    print(f"[data] {info.n_sequences} train / {info.n_valid} valid sequences of {info.seq_len} steps at {info.root} ({data_s:.1f} s)", flush=True)
+    print(
+        f"[data] {info.n_sequences} train / {info.n_valid} valid sequences of {info.seq_len} steps "
+        f"at {info.root} ({data_s:.1f} s)",
+        flush=True,
+    )
     tasks = test_tasks(preset)  # about 3 s for tiny in one process
     paths = []
     for seed in seeds:
@@ -96,7 +111,9 @@ def run(arch: str, preset: Preset, seeds: list[int], options: RunOptions) -> lis
     return paths
 
 
-def run_one(arch: str, preset: Preset, seed: int, info: DataInfo, tasks: list[Task], options: RunOptions, data_s: float) -> Path:
+def run_one(
+    arch: str, preset: Preset, seed: int, info: DataInfo, tasks: list[Task], options: RunOptions, data_s: float
+) -> Path:
     """Train and evaluate one seed; returns the result path."""
     started = time.perf_counter()
     code_at_start = git_state()
@@ -104,12 +121,17 @@ def run_one(arch: str, preset: Preset, seed: int, info: DataInfo, tasks: list[Ta
     trained = train_seed(model, arch, preset, seed, info, options)
     offline, offline_s = timed(lambda: evaluate_offline(model, info, preset, options.device))
     print(f"[rollout] {len(tasks)} test tasks x {preset.recipe.eval_steps} steps", flush=True)
-    interactive, rollout_s = timed(lambda: interactive_eval(
-        shard_agent(model, preset.data.na), tasks, preset, seed, PROMPT_ORACLE, TAG_UNKNOWN, options.device
-    ))
+    interactive, rollout_s = timed(
+        lambda: interactive_eval(
+            shard_agent(model, preset.data.na), tasks, preset, seed, PROMPT_ORACLE, TAG_UNKNOWN, options.device
+        )
+    )
     print(f"[rollout] {rollout_s:.1f} s", flush=True)
     wall = {
-        "data": data_s, "train": trained.wall_s, "offline_eval": offline_s, "rollout": rollout_s,
+        "data": data_s,
+        "train": trained.wall_s,
+        "offline_eval": offline_s,
+        "rollout": rollout_s,
         "total": data_s + time.perf_counter() - started,
     }
     arch_name = results.arch_dirname(arch)
@@ -120,7 +142,14 @@ def run_one(arch: str, preset: Preset, seed: int, info: DataInfo, tasks: list[Ta
         "arch": arch_name,
         "seed": seed,
         "manifest": manifest(
-            model, arch_kwargs, preset, info, options.device, wall, trained, options.threads or available_cores(),
+            model,
+            arch_kwargs,
+            preset,
+            info,
+            options.device,
+            wall,
+            trained,
+            options.threads or available_cores(),
             code_provenance(code_at_start, git_state()),
         ),
         "training": {
@@ -144,7 +173,9 @@ def timed(fn: Callable[[], T]) -> tuple[T, float]:
     return fn(), time.perf_counter() - start
 
 
-def train_seed(model: ICRLModel, arch: str, preset: Preset, seed: int, info: DataInfo, options: RunOptions) -> TrainResult:
+def train_seed(
+    model: ICRLModel, arch: str, preset: Preset, seed: int, info: DataInfo, options: RunOptions
+) -> TrainResult:
     """Train one seed's model on the preset's training split (checkpoints under options.run_dir)."""
     recipe = preset.recipe
     train_set = ShardedSequences(info.root, "train")
@@ -152,13 +183,18 @@ def train_seed(model: ICRLModel, arch: str, preset: Preset, seed: int, info: Dat
     def batches(epoch: int, rank: int, world_size: int):
         return batch_loader(train_set, recipe.batch_size, seed, epoch, rank, world_size)
 
-    print(f"[train] {arch} seed {seed}: {count_parameters(model.backbone)} backbone parameters, {recipe.train_steps} "
-          f"steps of {recipe.batch_size} x {info.seq_len} steps ({model.tokens_per_step} tokens each), "
-          f"device {options.device}", flush=True)
+    print(
+        f"[train] {arch} seed {seed}: {count_parameters(model.backbone)} backbone parameters, {recipe.train_steps} "
+        f"steps of {recipe.batch_size} x {info.seq_len} steps ({model.tokens_per_step} tokens each), "
+        f"device {options.device}",
+        flush=True,
+    )
     checkpoint_dir = options.checkpoint_dir(preset.name, results.arch_dirname(arch), seed)
     trained = train(model, recipe, batches, checkpoint_dir, options, seed=seed)
-    print(f"[train] done: loss {trained.final_loss:.4f}, {trained.tokens_per_s:.0f} tokens/s, {trained.wall_s:.1f} s",
-          flush=True)
+    print(
+        f"[train] done: loss {trained.final_loss:.4f}, {trained.tokens_per_s:.0f} tokens/s, {trained.wall_s:.1f} s",
+        flush=True,
+    )
     return trained
 
 
@@ -190,11 +226,18 @@ def git_state(here: Path | None = None) -> tuple[str | None, bool | None]:
     than the benchmark's outputs and Markdown changed), or (None, None) outside git."""
     here = Path(__file__).resolve().parent if here is None else here
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True).stdout.strip()
-        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=here, capture_output=True, text=True, check=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        top = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"], cwd=here, capture_output=True, text=True, check=True
+        ).stdout.strip()
         status = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *OUTPUT_PATHS],
-            cwd=top, capture_output=True, text=True, check=True,
+            cwd=top,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
     except (OSError, subprocess.CalledProcessError):
         return None, None

@@ -105,7 +105,10 @@ def train_step(
 ) -> float:
     """Forward/backward over every segment of one batch (gradients accumulate); returns the loss.
     `model` may be a DistributedDataParallel wrapper of `core`."""
-    prepared = {k: v.to(device) for k, v in prepare_batch(batch, core.mask_id, recipe.obs_mask_prob, generator, dist_info()).items()}
+    prepared = {
+        k: v.to(device)
+        for k, v in prepare_batch(batch, core.mask_id, recipe.obs_mask_prob, generator, dist_info()).items()
+    }
     n, length = prepared["obs"].shape
     weights = position_weights(length, recipe.position_ramp_steps).to(device).expand(n, length)
     totals = distributed.ddp_denominators({k: w.sum() for k, w in term_weights(weights, prepared).items()})
@@ -156,7 +159,9 @@ class Progress:
 def optimiser(model: nn.Module, recipe: RecipeSpec) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW (betas 0.9, 0.95) with the recipe's warm-up and cosine schedule."""
     optimizer = torch.optim.AdamW(parameter_groups(model, recipe.weight_decay), lr=recipe.lr, betas=(0.9, 0.95))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, recipe.warmup_steps, recipe.train_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, recipe.warmup_steps, recipe.train_steps)
+    )
     return optimizer, scheduler
 
 
@@ -165,7 +170,7 @@ def train(
     recipe: RecipeSpec,
     batches: BatchSource,
     checkpoint_dir: Path,
-    options: RunOptions = RunOptions(),
+    options: RunOptions | None = None,
     seed: int = 0,
     on_step: Callable[[int], None] | None = None,
 ) -> TrainResult:
@@ -174,6 +179,7 @@ def train(
     `checkpoint_dir` holds `checkpoint.pt` (written atomically by rank 0; read back with
     `options.resume`); `seed` seeds observation masking (data order and weights are seeded by their
     builders); `on_step(step)` is called after each optimiser step (tests use it to interrupt)."""
+    options = options or RunOptions()
     rank, world_size = dist_info()
     if recipe.batch_size % world_size:
         raise BenchError(f"batch_size={recipe.batch_size} must be divisible by world_size={world_size}")
@@ -201,18 +207,26 @@ def train(
     def write_checkpoint() -> None:
         if rank == 0:
             saved = dataclasses.replace(progress, wall_s=progress.wall_s + time.perf_counter() - started)
-            save_checkpoint(checkpoint, {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "mask_generator": mask_rng_after_step,
-                **dataclasses.asdict(saved),
-            })
+            save_checkpoint(
+                checkpoint,
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "mask_generator": mask_rng_after_step,
+                    **dataclasses.asdict(saved),
+                },
+            )
 
     from tqdm import tqdm
 
-    bar = tqdm(total=recipe.train_steps, initial=progress.step, disable=not options.progress or rank != 0, unit="step",
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=recipe.train_steps,
+        initial=progress.step,
+        disable=not options.progress or rank != 0,
+        unit="step",
+        dynamic_ncols=True,
+    )
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     model.train()

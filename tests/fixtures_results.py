@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from bench import metrics
-from bench.report import results
 from bench.data.shards import committed_fingerprint
 from bench.presets import PRESETS
+from bench.report import results
 
 PRESET = "tiny"
 N_TASKS_PER_NS = 6

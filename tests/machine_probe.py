@@ -62,7 +62,11 @@ def probe() -> dict:
         "tql_ucb": ro.TQLUCBAgent(len(small), 16, tiny.data.na, seed=3),
     }
     out["rollouts"] = {
-        name: digest(*dataclasses.astuple(ro.rollout(agent, small, 300, 3, tiny.recipe.temperature, PROMPT_ORACLE, TAG_UNKNOWN))[:3])
+        name: digest(
+            *dataclasses.astuple(ro.rollout(agent, small, 300, 3, tiny.recipe.temperature, PROMPT_ORACLE, TAG_UNKNOWN))[
+                :3
+            ]
+        )
         for name, agent in agents.items()
     }
     return out

@@ -23,9 +23,17 @@ from bench.presets import DataSpec, get_preset
 TINY = get_preset("tiny")
 MICRO = dataclasses.replace(
     TINY,
-    data=DataSpec(train_tasks=8, train_ns=(8, 8), seq_len=64, shard_size=4, test_ns=(1, 8), test_tasks_per_ns=3, valid_tasks=4),
+    data=DataSpec(
+        train_tasks=8, train_ns=(8, 8), seq_len=64, shard_size=4, test_ns=(1, 8), test_tasks_per_ns=3, valid_tasks=4
+    ),
     recipe=dataclasses.replace(
-        TINY.recipe, segment_len=32, batch_size=4, train_steps=3, warmup_steps=1, checkpoint_every=2, eval_steps=400,
+        TINY.recipe,
+        segment_len=32,
+        batch_size=4,
+        train_steps=3,
+        warmup_steps=1,
+        checkpoint_every=2,
+        eval_steps=400,
         temperature=(1.0, 0.1, 400),
     ),
 )
@@ -35,8 +43,18 @@ ARCHS = ("gdn", "rwkv7", "gsa", "mamba2", "transformer", "lstm")
 
 RECORDED = Path(__file__).with_name("micro_digests.json")
 MACHINE_FIELDS = (
-    "command", "created_utc", "device", "git_commit", "git_dirty", "packages", "peak_memory_bytes",
-    "platform", "python", "torch_threads", "train_tokens_per_s", "wall_time_s",
+    "command",
+    "created_utc",
+    "device",
+    "git_commit",
+    "git_dirty",
+    "packages",
+    "peak_memory_bytes",
+    "platform",
+    "python",
+    "torch_threads",
+    "train_tokens_per_s",
+    "wall_time_s",
 )
 
 
@@ -65,10 +83,15 @@ def digests(arch: str, root: Path, data_root: Path) -> dict:
     from bench.report.results import load_result
     from bench.run import RunOptions, run
 
-    options = RunOptions(out=root / "results", run_dir=root / "runs", data_root=str(data_root), progress=False, threads=1)
+    options = RunOptions(
+        out=root / "results", run_dir=root / "runs", data_root=str(data_root), progress=False, threads=1
+    )
     (path,) = run(arch, MICRO, [0], options)
     doc, _ = load_result(path)
-    return {"result": result_digest(doc), "weights": weights_digest(root / "runs" / "tiny" / arch / "seed0" / "checkpoint.pt")}
+    return {
+        "result": result_digest(doc),
+        "weights": weights_digest(root / "runs" / "tiny" / arch / "seed0" / "checkpoint.pt"),
+    }
 
 
 def record() -> None:

@@ -49,9 +49,7 @@ except ImportError:
 
 
 def test_architectures_import_build_and_run_without_bench():
-    done = subprocess.run(
-        [sys.executable, "-c", WITHOUT_BENCH], capture_output=True, text=True, timeout=300, cwd=ROOT
-    )
+    done = subprocess.run([sys.executable, "-c", WITHOUT_BENCH], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["built", *REGISTRY]  # and `bench` really was unimportable
 

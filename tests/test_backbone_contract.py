@@ -18,12 +18,18 @@ D_MODEL = 32
 SMALL: dict[str, tuple[str, dict]] = {
     # case: (registered backbone, constructor keyword arguments besides d_model and seed)
     "gdn": ("gdn", dict(n_layers=2, n_heads=2, chunk_size=8)),
-    "gdn-plain": ("gdn", dict(n_layers=2, n_heads=2, chunk_size=8, use_short_conv=False, use_gate=False, allow_neg_eigval=True)),
+    "gdn-plain": (
+        "gdn",
+        dict(n_layers=2, n_heads=2, chunk_size=8, use_short_conv=False, use_gate=False, allow_neg_eigval=True),
+    ),
     "gsa": ("gsa", dict(n_layers=2, n_heads=4, n_kv_heads=2, n_slots=8, chunk_size=8)),
     "gsa-conv": ("gsa", dict(n_layers=2, n_heads=4, n_kv_heads=2, n_slots=8, chunk_size=8, use_short_conv=True)),
     "rwkv7": ("rwkv7", dict(n_layers=3, n_heads=4, chunk_size=8)),
     "mamba2": ("mamba2", dict(n_layers=2, head_dim=8, d_state=6, n_groups=2, mlp_hidden=48, chunk_size=8)),
-    "mamba2-no-mlp": ("mamba2", dict(n_layers=2, head_dim=8, d_state=6, n_groups=2, mlp_hidden=0, chunk_size=8, norm_before_gate=True)),
+    "mamba2-no-mlp": (
+        "mamba2",
+        dict(n_layers=2, head_dim=8, d_state=6, n_groups=2, mlp_hidden=0, chunk_size=8, norm_before_gate=True),
+    ),
     "lstm": ("lstm", dict(n_layers=2, mlp_hidden=24)),
     "transformer": ("transformer", dict(n_layers=2, n_heads=4, window=6, block_size=4, mlp_hidden=24)),
 }

@@ -26,7 +26,12 @@ def test_honest_fixture_passes_every_check():
     results = check_backbone(fixtures_arch.RunningSum, "tiny", long_steps=FIXTURE_LONG_STEPS)
     assert failures(results) == []
     assert [r.name for r in results] == [
-        "causality", "chunk consistency", "step consistency", "gradients", "long sequence", "parameter budget",
+        "causality",
+        "chunk consistency",
+        "step consistency",
+        "gradients",
+        "long sequence",
+        "parameter budget",
         "state size",
     ]
 

@@ -21,28 +21,46 @@ import torch
 
 from architectures.gdn import GatedDeltaNet
 from bench import distributed, rollout
-from bench.report import results
 from bench import recipe as R
 from bench import train as T
 from bench.data import shards
 from bench.errors import BenchError
 from bench.model import ICRLModel
 from bench.presets import PRESETS, DataSpec, get_preset
+from bench.report import results
 from bench.run import RunOptions, run
 
 TINY = get_preset("tiny")
 TRAIN_MICRO = dataclasses.replace(
     TINY,
     d_model=16,
-    recipe=dataclasses.replace(TINY.recipe, segment_len=8, batch_size=4, train_steps=4, lr=3e-3, warmup_steps=2,
-                               position_ramp_steps=8, checkpoint_every=2),
+    recipe=dataclasses.replace(
+        TINY.recipe,
+        segment_len=8,
+        batch_size=4,
+        train_steps=4,
+        lr=3e-3,
+        warmup_steps=2,
+        position_ramp_steps=8,
+        checkpoint_every=2,
+    ),
 )
 # As tests/test_run.py: the name "tiny" keeps the backbones' settings; data and training shrink.
 RUN_MICRO = dataclasses.replace(
     TINY,
-    data=DataSpec(train_tasks=8, train_ns=(8, 8), seq_len=64, shard_size=4, test_ns=(1, 8), test_tasks_per_ns=3, valid_tasks=4),
-    recipe=dataclasses.replace(TINY.recipe, segment_len=32, batch_size=4, train_steps=3, warmup_steps=1, checkpoint_every=2,
-                               eval_steps=300, temperature=(1.0, 0.1, 300)),
+    data=DataSpec(
+        train_tasks=8, train_ns=(8, 8), seq_len=64, shard_size=4, test_ns=(1, 8), test_tasks_per_ns=3, valid_tasks=4
+    ),
+    recipe=dataclasses.replace(
+        TINY.recipe,
+        segment_len=32,
+        batch_size=4,
+        train_steps=3,
+        warmup_steps=1,
+        checkpoint_every=2,
+        eval_steps=300,
+        temperature=(1.0, 0.1, 300),
+    ),
 )
 
 
@@ -58,8 +76,13 @@ def free_port() -> int:
 def _rank_main(rank: int, world_size: int, port: int, out: Path, fn, args) -> None:
     """One rank: torchrun's environment, the process group, `fn(*args)`; the outcome to out/rank<r>.pt."""
     os.environ.update(
-        RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_WORLD_SIZE=str(world_size),
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), BENCH_DIST_TIMEOUT_S="60",
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world_size),
+        LOCAL_WORLD_SIZE=str(world_size),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        BENCH_DIST_TIMEOUT_S="60",
     )
     torch.set_num_threads(1)
     try:
@@ -109,15 +132,22 @@ def global_batch(seed: int) -> dict[str, torch.Tensor]:
     for row, every in enumerate((3, 4, 11, 23)):
         done[row, every - 1 :: every] = True
     return {
-        "obs": obs, "prompt": torch.zeros(4, 24, dtype=torch.long), "tag": torch.ones(4, 24, dtype=torch.long),
-        "action": torch.randint(0, 5, (4, 24), generator=g), "label": obs % 5, "reward": (obs % 5 == 0).float(),
-        "done": done, "ns": torch.full((4,), 8),
+        "obs": obs,
+        "prompt": torch.zeros(4, 24, dtype=torch.long),
+        "tag": torch.ones(4, 24, dtype=torch.long),
+        "action": torch.randint(0, 5, (4, 24), generator=g),
+        "label": obs % 5,
+        "reward": (obs % 5 == 0).float(),
+        "done": done,
+        "ns": torch.full((4,), 8),
     }
 
 
 def batches(epoch: int, rank: int, world_size: int):
     local = 4 // world_size
-    return [{k: v[rank * local : (rank + 1) * local] for k, v in global_batch(10 * epoch + i).items()} for i in range(3)]
+    return [
+        {k: v[rank * local : (rank + 1) * local] for k, v in global_batch(10 * epoch + i).items()} for i in range(3)
+    ]
 
 
 @contextlib.contextmanager
@@ -140,7 +170,7 @@ def train_micro(run_dir: Path, name: str = "adamw") -> dict:
     model = micro_model()
     with optimiser(name):
         result = T.train(model, TRAIN_MICRO.recipe, batches, run_dir, RunOptions(progress=False, threads=1))
-    return trained(run_dir, model.state_dict(), [l for _, l in result.loss_curve]) | {"tokens": result.tokens}
+    return trained(run_dir, model.state_dict(), [loss for _, loss in result.loss_curve]) | {"tokens": result.tokens}
 
 
 def train_micro_both(run_dir: Path) -> dict:
@@ -152,7 +182,10 @@ def test_ddp_denominators_and_mask_rows_match_the_global_batch():
     g = torch.Generator().manual_seed(3)
     batch = global_batch(0)
     whole = R.prepare_batch(batch, 99, 0.5, g.manual_seed(3))["obs"]
-    halves = [R.prepare_batch({k: v[2 * r : 2 * r + 2] for k, v in batch.items()}, 99, 0.5, g.manual_seed(3), (r, 2))["obs"] for r in range(2)]
+    halves = [
+        R.prepare_batch({k: v[2 * r : 2 * r + 2] for k, v in batch.items()}, 99, 0.5, g.manual_seed(3), (r, 2))["obs"]
+        for r in range(2)
+    ]
     assert torch.equal(torch.cat(halves), whole) and (whole == 99).any()
 
 
@@ -209,7 +242,9 @@ def assert_same_weights(got: dict, want: dict, recipe) -> None:
     cap = 2 * (1 - b1) / math.sqrt((1 - b2) * (1 - b1**2 / b2)) * lr_total(recipe)
     assert diff.max() <= cap, f"max |a - b| = {diff.max():.3g} > {cap:.3g}"
     agree = float((diff <= AGREE_ATOL).double().mean())
-    assert agree >= AGREE_FRACTION, f"{agree:.4%} of {diff.numel()} weights agree to {AGREE_ATOL} (max |a - b| = {diff.max():.3g})"
+    assert agree >= AGREE_FRACTION, (
+        f"{agree:.4%} of {diff.numel()} weights agree to {AGREE_ATOL} (max |a - b| = {diff.max():.3g})"
+    )
 
 
 # ---- the whole run: same result, one writer, errors on every rank ---------------------------------
@@ -223,7 +258,9 @@ def built(tmp_path_factory) -> Path:
 
 
 def run_options(tmp_path: Path, data_root: Path) -> RunOptions:
-    return RunOptions(out=tmp_path / "results", run_dir=tmp_path / "runs", data_root=str(data_root), progress=False, threads=1)
+    return RunOptions(
+        out=tmp_path / "results", run_dir=tmp_path / "runs", data_root=str(data_root), progress=False, threads=1
+    )
 
 
 def run_micro(preset, options: RunOptions, per_rank_roots: list[str] | None = None) -> str:
@@ -256,13 +293,17 @@ def test_two_ranks_train_and_evaluate_like_one_process_and_rank_0_writes_once(bu
     assert torch.load(tmp_path / "ddp-train" / "adamw" / T.CHECKPOINT_NAME, weights_only=False)["step"] == 4
 
     # the run: one result file, by rank 0, equal to the one-process result
-    assert [o["value"]["result"] for o in ranks] == [str(tmp_path / "ddp" / "results" / "tiny" / "gdn" / "seed0.json")] * 2
+    assert [o["value"]["result"] for o in ranks] == [
+        str(tmp_path / "ddp" / "results" / "tiny" / "gdn" / "seed0.json")
+    ] * 2
     assert sorted(p.name for p in (tmp_path / "ddp" / "results").rglob("*") if p.is_file()) == ["seed0.json"]
     single, _ = results.load_result(single_path)
     doc, reasons = results.load_result(ranks[0]["value"]["result"])
     assert reasons == []
     assert doc["interactive"] == single["interactive"]  # the model's half of the tasks per rank, gathered each step
-    assert [l for _, l in doc["training"]["loss_curve"]] == pytest.approx([l for _, l in single["training"]["loss_curve"]], rel=1e-5)
+    assert [loss for _, loss in doc["training"]["loss_curve"]] == pytest.approx(
+        [loss for _, loss in single["training"]["loss_curve"]], rel=1e-5
+    )
     assert doc["offline"]["overall"] == pytest.approx(single["offline"]["overall"], rel=1e-4)
     a, b = (checkpoint_run(tmp_path / kind / "runs" / "tiny" / "gdn" / "seed0") for kind in ("single", "ddp"))
     assert_same_weights(b, a, RUN_MICRO.recipe)  # 405,502 weights
@@ -270,7 +311,7 @@ def test_two_ranks_train_and_evaluate_like_one_process_and_rank_0_writes_once(bu
 
 def checkpoint_run(run_dir: Path) -> dict:
     saved = torch.load(run_dir / T.CHECKPOINT_NAME, weights_only=False)
-    return trained(run_dir, saved["model"], [l for _, l in saved["loss_curve"]])
+    return trained(run_dir, saved["model"], [loss for _, loss in saved["loss_curve"]])
 
 
 # ---- the comparison fails when ranks are weighted wrongly -------------------------------------------
@@ -280,7 +321,9 @@ BUGS = {
     # each rank divides by its own totals: the halves (34 and 43 next-observation targets) weigh unequally
     "per-rank means": lambda totals: dict(totals),
     # rank 1's loss, so its gradient, counted twice
-    "rank 1 twice": lambda totals: {k: v / (1 + distributed.dist_info()[0]) for k, v in _ddp_denominators(totals).items()},
+    "rank 1 twice": lambda totals: {
+        k: v / (1 + distributed.dist_info()[0]) for k, v in _ddp_denominators(totals).items()
+    },
 }
 
 
@@ -385,9 +428,32 @@ def test_two_concurrent_shard_workers_build_the_same_bytes(built, tmp_path):
 def test_perf_train_prints_a_row_per_backbone_and_rejects_bad_sizes(capsys):
     from bench.cli import main as cli_main
 
-    assert cli_main(["perf", "train", "--preset", "tiny", "--arch", "lstm", "--steps", "1", "--segment", "8", "--seq-len", "16", "--threads", "1"]) == 0
+    assert (
+        cli_main(
+            [
+                "perf",
+                "train",
+                "--preset",
+                "tiny",
+                "--arch",
+                "lstm",
+                "--steps",
+                "1",
+                "--segment",
+                "8",
+                "--seq-len",
+                "16",
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
-    assert "batch 1 x 16 steps, segments of 8" in out and f"s/iteration at tiny ({PRESETS['tiny'].recipe.batch_size // 8} x {PRESETS['tiny'].data.seq_len})" in out  # per GPU of 8
+    assert (
+        "batch 1 x 16 steps, segments of 8" in out
+        and f"s/iteration at tiny ({PRESETS['tiny'].recipe.batch_size // 8} x {PRESETS['tiny'].data.seq_len})" in out
+    )  # per GPU of 8
     row = next(line for line in out.splitlines() if line.startswith("lstm "))
     assert float(row.split()[1]) == pytest.approx(0.41, abs=0.01)  # parameters (M) of the tiny model
     assert cli_main(["perf", "train", "--preset", "tiny", "--steps", "0"]) == 2

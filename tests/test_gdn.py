@@ -11,11 +11,11 @@ import torch.nn.functional as F
 from architectures import SIZES, BackboneError, resolve
 from architectures.gdn import GatedDeltaNet
 from architectures.ops.gdn import (
+    fla_available,
     gated_delta_rule,
     gated_delta_rule_chunked,
     gated_delta_rule_recurrent,
     gated_delta_rule_reference,
-    fla_available,
     unit_lower_inverse,
 )
 from bench.presets import PRESETS
@@ -164,7 +164,11 @@ def test_state_size_formula():
     # per layer: 2 heads x (12 x 24) delta-rule state + 3 x (24 + 24 + 48) convolution cache
     assert small_model().state_size() == 2 * (2 * 12 * 24 + 3 * 96)
     model = small_model(conv_size=3, expand_v=1.5)  # 12 x 18 state, 2 x (24 + 24 + 36) cache
-    assert sum(h.numel() for layer in model.init_state(3) for h in layer) == 3 * model.state_size() == 3 * 2 * (2 * 12 * 18 + 2 * 84)
+    assert (
+        sum(h.numel() for layer in model.init_state(3) for h in layer)
+        == 3 * model.state_size()
+        == 3 * 2 * (2 * 12 * 18 + 2 * 84)
+    )
 
 
 def test_init_follows_fla():

@@ -144,4 +144,3 @@ def test_registered_and_defaults_follow_fla_layer():
 def test_bad_configuration_is_a_backbone_error(kwargs, message):
     with pytest.raises(BackboneError, match=message):
         small_model(**kwargs)
-

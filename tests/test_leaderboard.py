@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from bench import cli
+from bench.perf.backbones import scaling_record
 from bench.report import results
 from bench.report.leaderboard import _peak_memory, collect, render, write_leaderboard
-from bench.perf.backbones import scaling_record
 from bench.report.plot import arch_color, make_plots
 from bench.report.validate import agent_episodes, validate_doc
 from tests.fixtures_results import EVAL_STEPS, make_result
@@ -37,8 +37,14 @@ def test_episode_records_rebuild_the_rollout(good):
 @pytest.mark.parametrize(
     "edit, where",
     [
-        (lambda d: d["interactive"]["agents"]["model"]["overall"].__setitem__("asymptotic_max", 0.99), "asymptotic_max"),
-        (lambda d: d["interactive"]["agents"]["model"]["groups"]["ns=8"]["curve"]["mean"].__setitem__(5, 0.123), "curve.mean[5]"),
+        (
+            lambda d: d["interactive"]["agents"]["model"]["overall"].__setitem__("asymptotic_max", 0.99),
+            "asymptotic_max",
+        ),
+        (
+            lambda d: d["interactive"]["agents"]["model"]["groups"]["ns=8"]["curve"]["mean"].__setitem__(5, 0.123),
+            "curve.mean[5]",
+        ),
         (lambda d: d["interactive"]["agents"]["oracle"]["overall"].__setitem__("few_shot", 0.5), "few_shot"),
         (lambda d: d["interactive"]["agents"]["tql_ucb"]["tasks"]["episode_returns"][0].__setitem__(0, 9.0), "tql_ucb"),
     ],
@@ -119,9 +125,16 @@ def test_validate_cli_exit_codes(results_dir, capsys):
 
 def test_scaling_record_feeds_the_scaling_plot(results_dir, tmp_path):
     rows = [
-        {"backbone": arch, "T": t, "fwd+bwd (s)": 0.01 * t / 1024 * k, "ms per 1K steps": 10.0 * k,
-         "peak memory (MiB)": 2.0 * t / 1024 * k, "state numbers": 100 * k}
-        for k, arch in enumerate(("gdn", "rwkv7"), start=1) for t in (1024, 2048, 4096)
+        {
+            "backbone": arch,
+            "T": t,
+            "fwd+bwd (s)": 0.01 * t / 1024 * k,
+            "ms per 1K steps": 10.0 * k,
+            "peak memory (MiB)": 2.0 * t / 1024 * k,
+            "state numbers": 100 * k,
+        }
+        for k, arch in enumerate(("gdn", "rwkv7"), start=1)
+        for t in (1024, 2048, 4096)
     ] + [{"backbone": "broken", "T": "-", "fwd+bwd (s)": "error: RuntimeError: x"}]
     record = scaling_record(rows, threads=1)
     assert {row["arch"] for row in record["scaling"]} == {"gdn", "rwkv7"} and len(record["scaling"]) == 6
@@ -162,4 +175,3 @@ def test_copied_or_renamed_results_are_refused(tmp_path):
     assert "expected tiny/gdn/seed0.json" in reasons["tiny/gsa/seed0.json"]
     assert "expected tiny/gdn/seed0.json" in reasons["tiny/gdn/seed7.json"]
     assert cli.main(["validate", str(root / "tiny" / "gsa" / "seed0.json")]) == 1
-

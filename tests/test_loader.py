@@ -10,9 +10,9 @@ import torch
 
 from bench.data import ensure_data
 from bench.data.loader import BATCH_FIELDS, ShardedSequences, batch_loader
-from bench.recipe import segments
 from bench.errors import BenchError
 from bench.presets import PRESETS
+from bench.recipe import segments
 
 
 def micro():

@@ -69,9 +69,7 @@ def _differences(a: dict, b: dict, path: str = "") -> list[str]:
 
 def test_every_blas_kernel_thread_count_and_simd_level_defines_the_same_benchmark(probes):
     reference_name, reference = next(iter(probes.items()))
-    differing = {
-        name: _differences(reference, probe) for name, probe in probes.items() if probe != reference
-    }
+    differing = {name: _differences(reference, probe) for name, probe in probes.items() if probe != reference}
     assert not differing, f"differs from {reference_name!r}: " + "; ".join(
         f"{name}: {', '.join(paths[:6])}{' ...' if len(paths) > 6 else ''}" for name, paths in differing.items()
     )

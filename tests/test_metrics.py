@@ -40,8 +40,12 @@ def test_normalized_and_the_one_gap_rule():
 
 def test_task_means_by_start_window():
     ep = metrics.Episodes(
-        task=np.array([0, 0, 0, 1]), start=np.array([0, 3, 5, 0]), ret=np.zeros(4), index=np.array([0, 1, 2, 0]),
-        n_tasks=2, steps=8,
+        task=np.array([0, 0, 0, 1]),
+        start=np.array([0, 3, 5, 0]),
+        ret=np.zeros(4),
+        index=np.array([0, 1, 2, 0]),
+        n_tasks=2,
+        steps=8,
     )
     got = metrics.task_means(ep, np.array([1.0, 2.0, 4.0, 7.0]), np.array([0, 4, 8]))
     np.testing.assert_array_equal(got[0], [1.5, 4.0])

@@ -10,8 +10,8 @@ import torch
 from architectures.gsa import GatedSlotAttention
 from bench.errors import BenchError
 from bench.model import ICRLModel, build_model, max_states
-from bench.recipe import prepare_batch, symlog
 from bench.presets import get_preset
+from bench.recipe import prepare_batch, symlog
 from tests.test_train import MICRO, synthetic_batch
 
 
@@ -77,7 +77,10 @@ def test_first_flag_and_prompt_reach_the_policy():
 
 
 def test_symlog_and_shapes():
-    torch.testing.assert_close(symlog(torch.tensor([-(torch.e - 1), 0.0, 3.0])), torch.tensor([-1.0, 0.0, 2 * torch.log(torch.tensor(2.0)).item()]))
+    torch.testing.assert_close(
+        symlog(torch.tensor([-(torch.e - 1), 0.0, 3.0])),
+        torch.tensor([-1.0, 0.0, 2 * torch.log(torch.tensor(2.0)).item()]),
+    )
     model = micro("paper")
     out, state = model(segment(length=7))
     assert out["policy_logits"].shape == (2, 7, 5)
@@ -97,7 +100,9 @@ def test_input_checks():
         model(bad)
     tiny = get_preset("tiny")
     with pytest.raises(BenchError, match="unknown layout"):
-        ICRLModel(micro("grouped").backbone, dataclasses.replace(tiny, recipe=dataclasses.replace(tiny.recipe, layout="x")))
+        ICRLModel(
+            micro("grouped").backbone, dataclasses.replace(tiny, recipe=dataclasses.replace(tiny.recipe, layout="x"))
+        )
     with pytest.raises(BenchError, match="d_model"):
         ICRLModel(micro("grouped").backbone, tiny)
 

@@ -58,13 +58,21 @@ def test_dot_in_chunks_gives_the_same_bits(monkeypatch, axis):
     monkeypatch.setattr(pt, "DOT_CHUNK", 100)
     np.testing.assert_array_equal(pt.dot(a, b, axis), whole)
     np.testing.assert_allclose(whole, np.sum(a * b, axis=axis), rtol=1e-12)
-    np.testing.assert_allclose(pt.matmul(a[0], a[1].swapaxes(0, 2)[..., 0]), a[0] @ a[1].swapaxes(0, 2)[..., 0], rtol=1e-12)
+    np.testing.assert_allclose(
+        pt.matmul(a[0], a[1].swapaxes(0, 2)[..., 0]), a[0] @ a[1].swapaxes(0, 2)[..., 0], rtol=1e-12
+    )
 
 
 def test_variates_are_a_function_of_the_seed_and_the_requests():
     def draws(seed):
         v = pt.Variates(np.random.default_rng(seed))
-        return [v.standard_normal(), v.standard_normal(3), v.exponential(2.0, (2, 2)), v.uniform(1.0, 2.0), v.uniform(0, [1, 2])]
+        return [
+            v.standard_normal(),
+            v.standard_normal(3),
+            v.exponential(2.0, (2, 2)),
+            v.uniform(1.0, 2.0),
+            v.uniform(0, [1, 2]),
+        ]
 
     first, again, other = draws(5), draws(5), draws(6)
     for x, y in zip(first, again):

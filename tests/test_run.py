@@ -11,10 +11,10 @@ import pytest
 from micro_digest import MICRO, recorded, result_digest, weights_digest
 
 from bench import cli
-from bench.report import results
 from bench import run as run_mod
 from bench.errors import BenchError
 from bench.presets import get_preset
+from bench.report import results
 from bench.run import RunOptions, run, thin
 
 TINY = get_preset("tiny")
@@ -22,8 +22,12 @@ TINY = get_preset("tiny")
 
 def options(tmp_path, **kw) -> RunOptions:
     return RunOptions(
-        out=tmp_path / "results", run_dir=tmp_path / "runs", data_root=str(tmp_path / "data"), progress=False,
-        threads=1, **kw
+        out=tmp_path / "results",
+        run_dir=tmp_path / "runs",
+        data_root=str(tmp_path / "data"),
+        progress=False,
+        threads=1,
+        **kw,
     )
 
 
@@ -126,6 +130,7 @@ def test_write_and_load_result(tmp_path):
 
 def test_git_state_ignores_benchmark_outputs(tmp_path):
     """Rewriting leaderboard.md, a result or a doc leaves the checkout clean; a code change does not."""
+
     def git(*args):
         subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
 

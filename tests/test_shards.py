@@ -19,7 +19,14 @@ from bench.presets import PRESETS
 
 def micro(**data_changes):
     tiny = PRESETS["tiny"]
-    settings = {"train_tasks": 10, "valid_tasks": 3, "seq_len": 96, "shard_size": 4, "train_ns": (8, 10), **data_changes}
+    settings = {
+        "train_tasks": 10,
+        "valid_tasks": 3,
+        "seq_len": 96,
+        "shard_size": 4,
+        "train_ns": (8, 10),
+        **data_changes,
+    }
     return dataclasses.replace(tiny, name="micro", data=dataclasses.replace(tiny.data, **settings))
 
 
@@ -58,11 +65,15 @@ def test_layout_and_manifests(built):
 def test_identical_bytes_from_other_processes_and_orders(built, tmp_path):
     root, _ = built
     other = tmp_path / "other"
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:  # a fresh process, shards in another order
+    with ProcessPoolExecutor(
+        max_workers=1, mp_context=multiprocessing.get_context("spawn")
+    ) as pool:  # a fresh process, shards in another order
         list(pool.map(_build_part, [(other, (1, 2))]))
         list(pool.map(_build_part, [(other, (0, 2))]))
     assert checksums(other) == checksums(root)
-    assert json.loads((other / "train" / "manifest.json").read_text()) == json.loads((root / "train" / "manifest.json").read_text())
+    assert json.loads((other / "train" / "manifest.json").read_text()) == json.loads(
+        (root / "train" / "manifest.json").read_text()
+    )
 
 
 def test_corrupt_byte_is_detected_and_rebuilt_alone(built, tmp_path):

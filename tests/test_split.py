@@ -122,7 +122,9 @@ def test_bad_indices_and_roles_raise():
 
 def test_policy_weights_enter_the_preset_digest_and_the_data_definition():
     tiny = PRESETS["tiny"]
-    other = dataclasses.replace(tiny, data=dataclasses.replace(tiny.data, policy_weights=(0.1, 0.2, 0.2, 0.25, 0.2, 0.05)))
+    other = dataclasses.replace(
+        tiny, data=dataclasses.replace(tiny.data, policy_weights=(0.1, 0.2, 0.2, 0.25, 0.2, 0.05))
+    )
     assert other.digest() != tiny.digest()
     assert shards.definition(tiny, "train")["policy_weights"] == [0.25, 0.35, 0.4, 0.0, 0.0, 0.0]
     assert shards.definition(other, "train")["policy_weights"] == [0.1, 0.2, 0.2, 0.25, 0.2, 0.05]

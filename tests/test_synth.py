@@ -70,7 +70,9 @@ def test_episodes_restart_in_start_states_and_respect_the_horizon(batch):
 def test_behavior_policies_lie_between_random_and_oracle_and_learners_improve(batch):
     tasks, out = batch
     arrays = TaskArrays.stack(tasks)
-    rows, starts, kinds, scores = episode_scores(out["reward"], out["done"], out["policy"], oracle_returns(arrays), random_returns(arrays))
+    rows, starts, kinds, scores = episode_scores(
+        out["reward"], out["done"], out["policy"], oracle_returns(arrays), random_returns(arrays)
+    )
     means = {}
     for k, name in enumerate(bh.POLICIES):
         mine = (kinds == k) & np.isfinite(scores)
@@ -101,7 +103,9 @@ def test_a_sequence_does_not_depend_on_its_batch():
 
 def test_bad_inputs_raise():
     task = sample_task(8, 5, seed=1)
-    seedless = Task(task.transition, task.reward, task.reward_noise, task.start, task.terminal, task.horizon, task.permutation)
+    seedless = Task(
+        task.transition, task.reward, task.reward_noise, task.start, task.terminal, task.horizon, task.permutation
+    )
     with pytest.raises(BenchError, match="seed"):
         synthesize([seedless], 10)
     with pytest.raises(BenchError, match="seq_len"):
@@ -110,6 +114,8 @@ def test_bad_inputs_raise():
         synthesize([task, sample_task(8, 4, seed=2)], 10)
     with pytest.raises(BenchError, match="at least one task"):
         synthesize([], 10)
+    with pytest.raises(BenchError, match="labels must have shape"):
+        synthesize([task], 10, labels=np.zeros((1, 7), dtype=np.int64))
 
 
 def test_policy_weights_choose_the_behavior_kinds():

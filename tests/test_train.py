@@ -10,17 +10,23 @@ import torch
 from architectures.gsa import GatedSlotAttention
 from bench import recipe as R
 from bench import train as T
-from bench.options import RunOptions
 from bench.errors import BenchError
 from bench.model import ICRLModel
+from bench.options import RunOptions
 from bench.presets import get_preset
 
 MICRO = dataclasses.replace(
     get_preset("tiny"),
     d_model=16,
     recipe=dataclasses.replace(
-        get_preset("tiny").recipe, segment_len=8, batch_size=4, train_steps=6, lr=3e-3, warmup_steps=2,
-        position_ramp_steps=8, checkpoint_every=2,
+        get_preset("tiny").recipe,
+        segment_len=8,
+        batch_size=4,
+        train_steps=6,
+        lr=3e-3,
+        warmup_steps=2,
+        position_ramp_steps=8,
+        checkpoint_every=2,
     ),
 )
 

@@ -351,7 +351,11 @@ def gsa(
     hk, hv = _expand_state(initial_state, groups, torch.float32)
     kernel = kernels[0] if mode == "chunk" else kernels[1]
     o, (hk, hv) = kernel(
-        q, k.to(q.dtype), v.to(q.dtype), s.to(q.dtype), g.float(),
+        q,
+        k.to(q.dtype),
+        v.to(q.dtype),
+        s.to(q.dtype),
+        g.float(),
         scale=q.shape[-1] ** -0.5 if scale is None else scale,
         initial_state=(hk.contiguous(), hv.contiguous()),
         output_final_state=True,

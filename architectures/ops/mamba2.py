@@ -134,9 +134,7 @@ def ssd_chunked(
     return y.to(out_dtype), state.flatten(1, 2)
 
 
-def _scan_states(
-    state: torch.Tensor, decay: torch.Tensor, writes: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _scan_states(state: torch.Tensor, decay: torch.Tensor, writes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Inter-chunk recurrence: state (B, G, h, P, N) before the first chunk; decay (B, G, Nc, h, 1, 1)
     and writes (B, G, Nc, h, P, N) per chunk. Returns the states at every chunk start
     (B, G, Nc, h, P, N) and the final state; slices come from one `unbind` and are stacked once,
@@ -252,7 +250,10 @@ def ssd(
     g = dt.float() * A.float()
     kernel = kernels[0] if mode == "chunk" else kernels[1]
     y, state = kernel(
-        q.contiguous(), k.contiguous(), v.contiguous(), g.contiguous(),
+        q.contiguous(),
+        k.contiguous(),
+        v.contiguous(),
+        g.contiguous(),
         scale=1.0,
         initial_state=initial_state.float().transpose(-1, -2).contiguous(),
         output_final_state=True,

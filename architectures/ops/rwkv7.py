@@ -260,7 +260,14 @@ def rwkv7(
     kernel = kernels[0] if mode == "chunk" else kernels[1]
     dtype = r.dtype
     o, state = kernel(
-        q=r, k=k.to(dtype), v=v.to(dtype), a=a.to(dtype), b=b.to(dtype), gk=log_w.to(dtype),
-        scale=scale, initial_state=state, output_final_state=True,
+        q=r,
+        k=k.to(dtype),
+        v=v.to(dtype),
+        a=a.to(dtype),
+        b=b.to(dtype),
+        gk=log_w.to(dtype),
+        scale=scale,
+        initial_state=state,
+        output_final_state=True,
     )
     return o, state.float()

@@ -47,8 +47,10 @@ def _check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache: KVCa
         )
     batch, _, heads, d_k = q.shape
     cache_k, cache_v = cache
-    if cache_k.dim() != 4 or (cache_k.shape[0], cache_k.shape[1], cache_k.shape[3]) != (batch, heads, d_k) or (
-        cache_v.shape[:3] != cache_k.shape[:3]
+    if (
+        cache_k.dim() != 4
+        or (cache_k.shape[0], cache_k.shape[1], cache_k.shape[3]) != (batch, heads, d_k)
+        or (cache_v.shape[:3] != cache_k.shape[:3])
     ):
         raise BackboneError(
             f"attention: cache shapes {tuple(cache_k.shape)}, {tuple(cache_v.shape)}; expected (B, H, W, d) to match "
@@ -101,7 +103,8 @@ def sliding_window_attention(
     offset = torch.arange(block, device=device)[:, None] + window - torch.arange(span, device=device)  # p - a
     in_window = (offset >= 0) & (offset <= window)  # (C, W + C)
     key_position = (
-        start[:, None, None] - window
+        start[:, None, None]
+        - window
         + block * torch.arange(n_blocks, device=device)[None, :, None]
         + torch.arange(span, device=device)
     )  # (B, N, W + C)

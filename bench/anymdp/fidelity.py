@@ -58,8 +58,7 @@ def official_sampler() -> Callable[[int, int, int], Task]:
         from xenoverse.anymdp import AnyMDPTaskSampler
     except ImportError as err:
         raise BenchError(
-            "the official sampler needs xenoverse==0.1.14.0 "
-            f"(pip install -e '.[official]'): {err}"
+            f"the official sampler needs xenoverse==0.1.14.0 (pip install -e '.[official]'): {err}"
         ) from err
 
     def sample(ns: int, na: int, seed: int) -> Task:

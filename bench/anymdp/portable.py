@@ -126,7 +126,9 @@ def dot(a, b, axis: int = -1) -> np.ndarray:
         return np.multiply(a, b, dtype=np.float64).sum(axis=axis)
     a, b = np.broadcast_to(a, shape), np.broadcast_to(b, shape)
     rows = max(1, DOT_CHUNK * shape[0] // math.prod(shape))
-    chunks = (np.multiply(a[i : i + rows], b[i : i + rows], dtype=np.float64).sum(axis=axis) for i in range(0, shape[0], rows))
+    chunks = (
+        np.multiply(a[i : i + rows], b[i : i + rows], dtype=np.float64).sum(axis=axis) for i in range(0, shape[0], rows)
+    )
     return np.concatenate(list(chunks))
 
 

@@ -183,7 +183,9 @@ def quality_of(
     gini = 1.0 - np.sum(visits * visits, axis=-1)
     entropy = -np.sum(visits * pt.log(visits), axis=-1) / float(pt.log(ns))
     return Quality(
-        gap=gap, gini=np.where(starts, gini, np.inf).min(axis=-1), entropy=np.where(starts, entropy, np.inf).min(axis=-1)
+        gap=gap,
+        gini=np.where(starts, gini, np.inf).min(axis=-1),
+        entropy=np.where(starts, entropy, np.inf).min(axis=-1),
     )
 
 
@@ -243,7 +245,9 @@ def _sample_bands(rng: pt.Variates, terminal: np.ndarray) -> tuple[np.ndarray, n
     to_high = np.minimum(ns, states + max_leap)
     to_low = np.minimum.reduce([np.full(ns, ns - 1), states + 1, to_high - 1])
     band_to = rng.integers(to_low, to_high, size=(k, ns))
-    alive_before = np.concatenate([np.zeros((k, 1), int), np.cumsum(~terminal, axis=1)], axis=1)  # non-terminals < index
+    alive_before = np.concatenate(
+        [np.zeros((k, 1), int), np.cumsum(~terminal, axis=1)], axis=1
+    )  # non-terminals < index
     # first index with alive_before >= alive_before[s + 1] + 2 (a search in each sorted row)
     widened = (alive_before[:, None, :] < alive_before[:, 1:, None] + 2).sum(axis=2)
     return band_from, np.minimum(ns, np.maximum(band_to, widened))
@@ -282,7 +286,9 @@ def _sample_potential(rng: pt.Variates, k: int, ns: int) -> np.ndarray:
     box = np.maximum(rng.uniform(-base, base), 0.0)
     items = rng.integers(1, FOURIER_MAX_ITEMS + 1, size=k)
     scale = box / np.sqrt(items)
-    frequencies = rng.integers(1, FOURIER_MAX_ORDER + 1, size=(k, FOURIER_MAX_ITEMS)) + rng.standard_normal((k, FOURIER_MAX_ITEMS))
+    frequencies = rng.integers(1, FOURIER_MAX_ORDER + 1, size=(k, FOURIER_MAX_ITEMS)) + rng.standard_normal(
+        (k, FOURIER_MAX_ITEMS)
+    )
     orders = np.concatenate([np.zeros((k, 1)), frequencies], axis=1)
     used = np.arange(FOURIER_MAX_ITEMS + 1) <= items[:, None]  # the constant term and `items` waves
     magnitude = rng.exponential(1.0, size=(k, FOURIER_MAX_ITEMS + 1, 2)) * scale[:, None, None]
@@ -314,7 +320,10 @@ def _sample_raw_reward(
     sa_noise = SA_NOISE * sa_base * np.clip(rng.standard_normal((k, ns, na)), 0.0, None) * present
     # step cost with a goal, survival bonus with pitfalls only
     z = rng.standard_normal(k)
-    step = np.where(has_goal, np.minimum(z, 0.0), np.where(terminal.any(axis=1), np.maximum(z, 0.0), 0.0)) * STEP_REWARD_SCALE
+    step = (
+        np.where(has_goal, np.minimum(z, 0.0), np.where(terminal.any(axis=1), np.maximum(z, 0.0), 0.0))
+        * STEP_REWARD_SCALE
+    )
     shaping = potential[:, :, None, None] - potential[:, None, None, :]
     reward = shaping + position[:, None, None, :] + sa_cost[..., None] + step[:, None, None, None]
     noise = np.broadcast_to(position_noise[:, None, None, :] + sa_noise[..., None], reward.shape)
@@ -357,7 +366,9 @@ def _repair_arrival_rewards(
         push_pits = (pending & (pit_gain > 0))[:, None] & pitfalls
         arrival -= np.where(push_pits, (pit_gain + pit_push)[:, None], 0.0)
         push = np.maximum(2.0 * goal_fall, goal_push)
-        arrival[:, -1] += np.where(pending & (goal_fall > 0), np.where(has_goal, push, (1.0 - REPAIR_GAMMA) * push), 0.0)
+        arrival[:, -1] += np.where(
+            pending & (goal_fall > 0), np.where(has_goal, push, (1.0 - REPAIR_GAMMA) * push), 0.0
+        )
     return arrival, repaired
 
 

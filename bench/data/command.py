@@ -12,20 +12,30 @@ from bench.errors import BenchError
 from bench.presets import DEFAULT_PRESET, get_preset
 from bench.report.table import format_table
 
-
 MAX_LISTED = 20
 """Drifted tasks listed one per line by `data verify --tasks`."""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=("build", "verify", "stats", "manifest"),
-                        help="build shards / verify checksums (and tasks) / print statistics / write committed manifests")
+    parser.add_argument(
+        "action",
+        choices=("build", "verify", "stats", "manifest"),
+        help="build shards / verify checksums (and tasks) / print statistics / write committed manifests",
+    )
     parser.add_argument("--preset", default=DEFAULT_PRESET, help=f"preset name (default {DEFAULT_PRESET})")
-    parser.add_argument("--root", default=None, help=f"data folder of the preset (default: datasets/anymdp-v2/<preset>, or ${shards.DATA_ENV}/<preset>)")
-    parser.add_argument("--split", choices=(*shards.SPLITS, "all"), default="all", help="build: which split (default all)")
+    parser.add_argument(
+        "--root",
+        default=None,
+        help=f"data folder of the preset (default: datasets/anymdp-v2/<preset>, or ${shards.DATA_ENV}/<preset>)",
+    )
+    parser.add_argument(
+        "--split", choices=(*shards.SPLITS, "all"), default="all", help="build: which split (default all)"
+    )
     parser.add_argument("--shard", default=None, help="build: 'k/N' builds shards k, k+N, k+2N, ... only")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
-    parser.add_argument("--tasks", action="store_true", help="verify: also regenerate every recorded task and compare fingerprints")
+    parser.add_argument(
+        "--tasks", action="store_true", help="verify: also regenerate every recorded task and compare fingerprints"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -56,7 +66,10 @@ def main(args: argparse.Namespace) -> int:
                 print(line, file=sys.stderr)
             if drifted:
                 more = f" (first {MAX_LISTED} listed)" if len(drifted) > MAX_LISTED else ""
-                print(f"FAILED: {len(drifted)} of {checked} regenerated tasks differ from their records{more}", file=sys.stderr)
+                print(
+                    f"FAILED: {len(drifted)} of {checked} regenerated tasks differ from their records{more}",
+                    file=sys.stderr,
+                )
                 return 1
             print(f"tasks: {checked} regenerated, all fingerprints match")
         return 0
@@ -64,7 +77,10 @@ def main(args: argparse.Namespace) -> int:
         root = shards.data_root(preset, args.root)
         for split in shards.SPLITS:
             rows, totals = split_stats(ShardedSequences(root, split))
-            print(f"{split}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in totals.items()))
+            print(
+                f"{split}: "
+                + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in totals.items())
+            )
             print(format_table(rows))
         return 0
     for path in shards.write_committed_manifests(preset, args.root, args.workers or 1):

@@ -28,7 +28,9 @@ class ShardedSequences:
         try:
             manifest = json.loads(path.read_text())
         except FileNotFoundError:
-            raise BenchError(f"no built {split} split at {str(root)!r} ({path} missing); run `python -m bench data build`") from None
+            raise BenchError(
+                f"no built {split} split at {str(root)!r} ({path} missing); run `python -m bench data build`"
+            ) from None
         self.root, self.split, self.manifest = Path(root), split, manifest
         self.seq_len = int(manifest["seq_len"])
         shards = manifest["shards"]
@@ -66,7 +68,10 @@ class ShardedSequences:
         """Sequences `indices` stacked: {field: (len, T)} plus `ns` (len,), read shard by shard."""
         indices = np.asarray(indices, dtype=np.int64)
         shards = np.searchsorted(self._first, indices, side="right") - 1
-        out = {name: np.empty((len(indices), self.seq_len), dtype=array.dtype) for name, array in self.shard_arrays(0).items()}
+        out = {
+            name: np.empty((len(indices), self.seq_len), dtype=array.dtype)
+            for name, array in self.shard_arrays(0).items()
+        }
         for shard in np.unique(shards):
             where = np.flatnonzero(shards == shard)
             rows = indices[where] - self._first[shard]

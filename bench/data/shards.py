@@ -45,7 +45,12 @@ DATA_ENV = "ANYMDP_BENCH_DATA"
 """Environment variable overriding the folder that holds each preset's data folder."""
 SPLITS = ("train", "valid")
 META_FIELDS = {
-    "ns": np.int16, "seed": np.int64, "j_opt": np.float64, "j_rand": np.float64, "task_fp": np.uint8, "task_sums": np.float64,
+    "ns": np.int16,
+    "seed": np.int64,
+    "j_opt": np.float64,
+    "j_rand": np.float64,
+    "task_fp": np.uint8,
+    "task_sums": np.float64,
 }  # fmt: skip
 """Per-sequence fields: state count, task seed, oracle and random expected returns, task fingerprint
 (32 bytes) and the sums of the task's arrays (`Task.array_sums`, to explain a drift)."""
@@ -119,13 +124,16 @@ def shard_range(preset: Preset, split: str, index: int) -> range:
 
 
 def rebuild_command(preset: Preset, split: str, index: int, root: Path) -> str:
-    command = f"python -m bench data build --preset {preset.name} --split {split} --shard {index}/{n_shards(preset, split)}"
+    command = (
+        f"python -m bench data build --preset {preset.name} --split {split} --shard {index}/{n_shards(preset, split)}"
+    )
     if root != data_root(preset):
         command += f" --root {root}"
     return command
 
 
 # ---- synthesis of one shard ----
+
 
 def synthesize_shard(preset: Preset, split: str, index: int) -> dict[str, np.ndarray]:
     """Every array of shard `index` of `split`: step fields (n, T) and META_FIELDS (n, ...)."""
@@ -266,7 +274,9 @@ def build(
         print(f"note: {OLD_DATA} holds data of split/data version 1, no longer used; remove it to free the space")
     steps = sum(len(shard_range(preset, s, k)) for _, s, k, _ in jobs) * preset.data.seq_len
     workers = min(workers or os.cpu_count() or 1, max(len(jobs), 1))
-    with tqdm(total=steps, unit="step", unit_scale=True, disable=not progress or not jobs, desc=f"data {preset.name}") as bar:
+    with tqdm(
+        total=steps, unit="step", unit_scale=True, disable=not progress or not jobs, desc=f"data {preset.name}"
+    ) as bar:
         if workers <= 1:
             for job in jobs:
                 bar.update(_build_one(job)[2] * preset.data.seq_len)
@@ -281,6 +291,7 @@ def build(
 
 
 # ---- committed manifests ----
+
 
 def committed_dir(preset: Preset) -> Path:
     return MANIFEST_ROOT / preset.name
@@ -307,7 +318,8 @@ def check_committed_train_digest(preset: Preset, manifest: dict) -> None:
     if committed is not None and committed["task_digest"] != manifest["task_digest"]:
         raise BenchError(
             f"train tasks of preset {preset.name!r} differ from the committed split "
-            f"({committed_dir(preset) / 'train.json'}); run `python -m bench data verify --preset {preset.name} --tasks`"
+            f"({committed_dir(preset) / 'train.json'}); "
+            f"run `python -m bench data verify --preset {preset.name} --tasks`"
         )
 
 
@@ -353,6 +365,7 @@ def write_committed_manifests(preset: Preset, root: str | os.PathLike | None = N
 
 # ---- verification ----
 
+
 def verify_shards(preset: Preset, root: str | os.PathLike | None = None) -> list[str]:
     """One line per missing or corrupt shard, naming the command that rebuilds it."""
     sp.check_data_spec(preset)
@@ -371,9 +384,7 @@ def verify_shards(preset: Preset, root: str | os.PathLike | None = None) -> list
     return problems
 
 
-def explain_drift(
-    where: str, task: Task, fingerprint: str, arrays: dict[str, tuple[str | None, float]]
-) -> str | None:
+def explain_drift(where: str, task: Task, fingerprint: str, arrays: dict[str, tuple[str | None, float]]) -> str | None:
     """None if `task` has the recorded `fingerprint`, else one line saying which arrays differ, by
     how much, and what that suggests. `arrays` maps each name of ARRAYS to (sha256 prefix or None, sum)."""
     found = task.fingerprint()
@@ -391,7 +402,9 @@ def explain_drift(
         if change == 0:
             parts.append(f"{name} (same sum: entries moved, or differences that cancel)")
         else:
-            parts.append(f"{name} (sum {sums[name]!r}, recorded {recorded!r}: off by {change:.1e}, relative {relative:.1e})")
+            parts.append(
+                f"{name} (sum {sums[name]!r}, recorded {recorded!r}: off by {change:.1e}, relative {relative:.1e})"
+            )
     if not parts:
         what = "no array's sum moved: the difference is below what the sums resolve"
     else:
@@ -400,7 +413,9 @@ def explain_drift(
         cause = ("a rounding-level difference: this machine computes the generator's arithmetic differently "
                  "(please report it with your CPU, OS and NumPy version)")  # fmt: skip
     else:
-        cause = "a different task: the generator differs from the one that wrote the record (another benchmark version?)"
+        cause = (
+            "a different task: the generator differs from the one that wrote the record (another benchmark version?)"
+        )
     return f"{where} drifted: fingerprint {found[:12]}..., recorded {fingerprint[:12]}...; {what}. Likely {cause}"
 
 
@@ -434,12 +449,15 @@ def verify_tasks(
                 specs = sp.split_task_specs(preset, split, list(indices))
                 for i, task, (ns, _, seed), fp, row in zip(indices, sample(specs), specs, fingerprints, sums):
                     arrays = {name: (None, float(total)) for name, total in zip(ARRAYS, row)}
-                    problems.append(explain_drift(f"{split} task {i} (ns {ns}, seed {seed})", task, fp.tobytes().hex(), arrays))
+                    problems.append(
+                        explain_drift(f"{split} task {i} (ns {ns}, seed {seed})", task, fp.tobytes().hex(), arrays)
+                    )
                 checked += len(specs)
     return checked, [line for line in problems if line is not None]
 
 
 # ---- the entry point for training ----
+
 
 @dataclass(frozen=True)
 class DataInfo:
@@ -508,7 +526,9 @@ def present_data(preset: Preset, root: str | os.PathLike | None = None) -> DataI
     for split in SPLITS:
         for index in range(n_shards(preset, split)):
             entry = read_shard_entry(preset, split, index, path)
-            if entry is None or any(not (shard_dir(path, split, index) / f"{name}.npy").is_file() for name in entry["files"]):
+            if entry is None or any(
+                not (shard_dir(path, split, index) / f"{name}.npy").is_file() for name in entry["files"]
+            ):
                 raise BenchError(
                     f"{split} shard {index} is missing at {shard_dir(path, split, index)}; every node needs the "
                     f"whole build: {rebuild_command(preset, split, index, path)}"
@@ -518,7 +538,8 @@ def present_data(preset: Preset, root: str | os.PathLike | None = None) -> DataI
             manifests[split] = json.loads(manifest_path.read_text())
         except (OSError, ValueError):
             raise BenchError(
-                f"{manifest_path} is missing or unreadable; run `python -m bench data verify --preset {preset.name}` there"
+                f"{manifest_path} is missing or unreadable; "
+                f"run `python -m bench data verify --preset {preset.name}` there"
             ) from None
     return _describe(preset, path, manifests)
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -53,7 +53,9 @@ def check_data_spec(preset: Preset) -> None:
         raise BenchError(f"na must be in [2, 127]; got {spec.na}")
     check_policy_weights(spec.policy_weights)
     if not spec.test_ns or any(ns != 1 and not MIN_NS <= ns < MAX_NS for ns in spec.test_ns):
-        raise BenchError(f"test_ns must be a non-empty tuple of 1 or values in [{MIN_NS}, {MAX_NS}); got {spec.test_ns}")
+        raise BenchError(
+            f"test_ns must be a non-empty tuple of 1 or values in [{MIN_NS}, {MAX_NS}); got {spec.test_ns}"
+        )
     if len(set(spec.test_ns)) != len(spec.test_ns):
         raise BenchError(f"test_ns must not repeat a value; got {spec.test_ns}")
 

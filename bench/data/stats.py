@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.metrics import normalized
 from bench.data import behavior as bh
 from bench.data.loader import ShardedSequences
+from bench.metrics import normalized
 
 
 def episode_scores(
@@ -32,7 +32,10 @@ def split_stats(dataset: ShardedSequences) -> tuple[list[dict[str, object]], dic
     agree = 0
     scores: list[list[np.ndarray]] = [[] for _ in bh.POLICIES]
     for folder in dataset.folders:
-        arrays = {name: np.load(folder / f"{name}.npy") for name in ("reward", "done", "policy", "action", "label", "j_opt", "j_rand")}
+        arrays = {
+            name: np.load(folder / f"{name}.npy")
+            for name in ("reward", "done", "policy", "action", "label", "j_opt", "j_rand")
+        }
         steps += np.bincount(arrays["policy"].ravel(), minlength=len(bh.POLICIES))
         agree += int((arrays["action"] == arrays["label"]).sum())
         _, _, kinds, values = episode_scores(*(arrays[k] for k in ("reward", "done", "policy", "j_opt", "j_rand")))
@@ -43,13 +46,15 @@ def split_stats(dataset: ShardedSequences) -> tuple[list[dict[str, object]], dic
     for k, name in enumerate(bh.POLICIES):
         values = np.concatenate(scores[k])
         quantiles = np.quantile(values, [0.1, 0.5, 0.9]) if len(values) else [np.nan] * 3
-        rows.append({
-            "policy": name,
-            "step share": steps[k] / total,
-            "episodes": len(values),
-            "mean score": float(values.mean()) if len(values) else np.nan,
-            "p10": float(quantiles[0]),
-            "median": float(quantiles[1]),
-            "p90": float(quantiles[2]),
-        })
+        rows.append(
+            {
+                "policy": name,
+                "step share": steps[k] / total,
+                "episodes": len(values),
+                "mean score": float(values.mean()) if len(values) else np.nan,
+                "p10": float(quantiles[0]),
+                "median": float(quantiles[1]),
+                "p90": float(quantiles[2]),
+            }
+        )
     return rows, {"sequences": len(dataset), "steps": total, "behavior == label": agree / total}

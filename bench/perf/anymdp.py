@@ -11,14 +11,10 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import time
-from collections.abc import Callable
 
 import numpy as np
 
 from bench.anymdp.batched import BatchedEnv
-from bench.anymdp.env import AnyMDPEnv
-from bench.anymdp.official import to_official
 from bench.anymdp.sampler import sample_task
 from bench.anymdp.solvers import (
     LABEL_GAMMA,
@@ -72,8 +68,17 @@ def main(args: argparse.Namespace) -> int:
 
     def add(benchmark: str, setting: str, seconds: tuple[float, float], count: int, unit: str) -> None:
         wall, cpu = seconds
-        rows.append({"benchmark": benchmark, "setting": setting, "seconds": wall, "rate": count / wall, "unit": unit,
-                     "cpu seconds": cpu, "rate by cpu": count / cpu})
+        rows.append(
+            {
+                "benchmark": benchmark,
+                "setting": setting,
+                "seconds": wall,
+                "rate": count / wall,
+                "unit": unit,
+                "cpu seconds": cpu,
+                "rate by cpu": count / cpu,
+            }
+        )
         print(f"  {benchmark}: {setting}: {wall:.4g} s", flush=True)
 
     sampled = sampler_rows(quick, seed)
@@ -94,15 +99,35 @@ def main(args: argparse.Namespace) -> int:
     arrays = TaskArrays.stack([distinct[i % n_distinct] for i in range(n_solve)])
     setting = f"{n_solve} tasks ({n_distinct} sampled, repeated), ns=128, H<={arrays.horizon.max()}"
     slow_repeats = 1 if quick else min(repeats, 2)
-    add("value_iteration (gamma 0.994)", setting, best_time(lambda: value_iteration(arrays, LABEL_GAMMA), repeats),
-        n_solve, "tasks/s")
-    add("oracle_returns (backward induction)", setting, best_time(lambda: oracle_returns(arrays), slow_repeats),
-        n_solve, "tasks/s")
-    add("random_returns (forward propagation)", setting, best_time(lambda: random_returns(arrays), slow_repeats),
-        n_solve, "tasks/s")
+    add(
+        "value_iteration (gamma 0.994)",
+        setting,
+        best_time(lambda: value_iteration(arrays, LABEL_GAMMA), repeats),
+        n_solve,
+        "tasks/s",
+    )
+    add(
+        "oracle_returns (backward induction)",
+        setting,
+        best_time(lambda: oracle_returns(arrays), slow_repeats),
+        n_solve,
+        "tasks/s",
+    )
+    add(
+        "random_returns (forward propagation)",
+        setting,
+        best_time(lambda: random_returns(arrays), slow_repeats),
+        n_solve,
+        "tasks/s",
+    )
     small = TaskArrays.stack(distinct[:4] * 8)
-    add("backward_induction (full Q)", f"32 tasks, ns=128, H<={small.horizon.max()}",
-        best_time(lambda: backward_induction(small), slow_repeats), 32, "tasks/s")
+    add(
+        "backward_induction (full Q)",
+        f"32 tasks, ns=128, H<={small.horizon.max()}",
+        best_time(lambda: backward_induction(small), slow_repeats),
+        32,
+        "tasks/s",
+    )
 
     print()
     if sampled:

@@ -15,11 +15,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import multiprocessing
-import os
-import statistics
-import threading
 import time
-from collections.abc import Callable
 
 import torch
 
@@ -50,8 +46,9 @@ def _available(names: list[str]) -> tuple[list[str], list[str]]:
 
 
 def one_layer(name: str, seed: int = 0) -> Backbone:
-    """One layer of `name`'s tiny-preset configuration (d_model 128), with 4 heads where the constructor takes `n_heads` and
-    accepts 4 with its other defaults (else the backbone's own default head layout)."""
+    """One layer of `name`'s tiny-preset configuration (d_model 128), with 4 heads where the
+    constructor takes `n_heads` and accepts 4 with its other defaults (else the backbone's own
+    default head layout)."""
     cls = resolve(name)
     if "n_heads" in inspect.signature(cls.__init__).parameters:
         try:
@@ -83,8 +80,12 @@ def layer_table(names: list[str], length: int, repeats: int) -> list[dict[str, o
         # The chunked runs warmed the layer up; the long step loop is timed without a warm-up run.
         recurrent = median_seconds(lambda: _recurrent_pass(model, x), max(1, repeats // 2), warmup=False)
         rows.append(
-            {"backbone": name, "chunked fwd+bwd (s)": chunked, "recurrent fwd+bwd (s)": recurrent,
-             "speed-up": f"{recurrent / chunked:.1f}x"}
+            {
+                "backbone": name,
+                "chunked fwd+bwd (s)": chunked,
+                "recurrent fwd+bwd (s)": recurrent,
+                "speed-up": f"{recurrent / chunked:.1f}x",
+            }
         )
     return rows
 
@@ -103,9 +104,16 @@ def _scaling_worker(name: str, lengths: tuple[int, ...], threads: int, queue) ->
                 _chunked_pass(model, x)
                 seconds = time.perf_counter() - started
             model.zero_grad(set_to_none=True)
-            rows.append({"backbone": name, "T": length, "fwd+bwd (s)": seconds,
-                         "ms per 1K steps": 1000 * seconds / (length / 1024),
-                         "peak memory (MiB)": memory.growth / 2**20, "state numbers": model.state_size()})
+            rows.append(
+                {
+                    "backbone": name,
+                    "T": length,
+                    "fwd+bwd (s)": seconds,
+                    "ms per 1K steps": 1000 * seconds / (length / 1024),
+                    "peak memory (MiB)": memory.growth / 2**20,
+                    "state numbers": model.state_size(),
+                }
+            )
         queue.put(rows)
     except Exception as err:  # reported as a row, so one broken backbone does not stop the suite
         queue.put([{"backbone": name, "T": "-", "fwd+bwd (s)": f"error: {type(err).__name__}: {err}"}])
@@ -131,8 +139,13 @@ def scaling_record(rows: list[dict[str, object]], threads: int) -> dict:
         "torch": torch.__version__,
         "d_model": D_MODEL,
         "scaling": [
-            {"arch": row["backbone"], "T": row["T"], "seconds": row["fwd+bwd (s)"], "peak_mib": row["peak memory (MiB)"],
-             "state_size": row["state numbers"]}
+            {
+                "arch": row["backbone"],
+                "T": row["T"],
+                "seconds": row["fwd+bwd (s)"],
+                "peak_mib": row["peak memory (MiB)"],
+                "state_size": row["state numbers"],
+            }
             for row in kept
         ],
     }
@@ -158,7 +171,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--markdown", action="store_true", help="print Markdown tables")
     parser.add_argument("--only", choices=("layer", "scaling", "step"), action="append", help="run only these tables")
-    parser.add_argument("--json", default=None, help="also write table (b) to this file for `bench plot` (e.g. results/perf/backbones.json)")
+    parser.add_argument(
+        "--json",
+        default=None,
+        help="also write table (b) to this file for `bench plot` (e.g. results/perf/backbones.json)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -193,4 +210,3 @@ def main(args: argparse.Namespace) -> int:
         print(f"\n(c) one step at the tiny preset, B {STEP_BATCH}, no grad: median milliseconds")
         print(format_table(step_table(names, 5 if args.quick else 20), markdown=args.markdown))
     return 0
-

@@ -55,32 +55,63 @@ def main(args: argparse.Namespace) -> int:
 
     def add(benchmark: str, setting: str, seconds: tuple[float, float | None], count: int, unit: str) -> None:
         wall, cpu = seconds
-        rows.append({"benchmark": benchmark, "setting": setting, "seconds": wall, "rate": count / wall, "unit": unit,
-                     "cpu seconds": cpu if cpu is not None else "", "rate by cpu": count / cpu if cpu else ""})
+        rows.append(
+            {
+                "benchmark": benchmark,
+                "setting": setting,
+                "seconds": wall,
+                "rate": count / wall,
+                "unit": unit,
+                "cpu seconds": cpu if cpu is not None else "",
+                "rate by cpu": count / cpu if cpu else "",
+            }
+        )
         print(f"  {benchmark}: {setting}: {count / wall:.4g} {unit}", flush=True)
 
     seq_len = 512 if args.quick else 1024
     n_tasks = 204  # one sub-batch at ns = 64 (synth.sub_batches)
     tasks64 = [sample_task(64, seed=i) for i in range(n_tasks)]
     arrays = TaskArrays.stack(tasks64)
-    add("label_policy (value iteration, gamma 0.994)", f"{n_tasks} tasks, ns=64",
-        best_time(lambda: label_policy(arrays), args.repeats), n_tasks, "tasks/s")
+    add(
+        "label_policy (value iteration, gamma 0.994)",
+        f"{n_tasks} tasks, ns=64",
+        best_time(lambda: label_policy(arrays), args.repeats),
+        n_tasks,
+        "tasks/s",
+    )
     labels = label_policy(arrays)
     setting = f"{n_tasks} tasks x {seq_len} steps, ns=64, labels given"
-    add("synthesize (1 process)", setting, best_time(lambda: synthesize(tasks64, seq_len, labels=labels), args.repeats),
-        n_tasks * seq_len, "steps/s")
+    add(
+        "synthesize (1 process)",
+        setting,
+        best_time(lambda: synthesize(tasks64, seq_len, labels=labels), args.repeats),
+        n_tasks * seq_len,
+        "steps/s",
+    )
     jobs = [(w * n_tasks, n_tasks, seq_len) for w in range(args.workers)]
     with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        spans = min((list(pool.map(_synthesize_timed, jobs)) for _ in range(args.repeats)),
-                    key=lambda runs: max(end for _, end in runs) - min(start for start, _ in runs))
+        spans = min(
+            (list(pool.map(_synthesize_timed, jobs)) for _ in range(args.repeats)),
+            key=lambda runs: max(end for _, end in runs) - min(start for start, _ in runs),
+        )
     wall = max(end for _, end in spans) - min(start for start, _ in spans)
-    add(f"synthesize ({args.workers} processes at once)", f"{args.workers} x {setting}", (wall, None),
-        args.workers * n_tasks * seq_len, "steps/s")
+    add(
+        f"synthesize ({args.workers} processes at once)",
+        f"{args.workers} x {setting}",
+        (wall, None),
+        args.workers * n_tasks * seq_len,
+        "steps/s",
+    )
 
     tiny = PRESETS["tiny"]
     tiny_tasks = sp.sample_tasks(sp.split_task_specs(tiny, "train", range(tiny.data.shard_size)))
-    add("synthesize (1 process)", f"tiny shard 0: {len(tiny_tasks)} tasks x {seq_len} steps, ns 8-16, labels incl.",
-        best_time(lambda: synthesize(tiny_tasks, seq_len), args.repeats), len(tiny_tasks) * seq_len, "steps/s")
+    add(
+        "synthesize (1 process)",
+        f"tiny shard 0: {len(tiny_tasks)} tasks x {seq_len} steps, ns 8-16, labels incl.",
+        best_time(lambda: synthesize(tiny_tasks, seq_len), args.repeats),
+        len(tiny_tasks) * seq_len,
+        "steps/s",
+    )
 
     with tempfile.TemporaryDirectory() as folder:
         n_seq = 128 if args.quick else 512
@@ -91,8 +122,13 @@ def main(args: argparse.Namespace) -> int:
             shutil.rmtree(Path(folder) / "train", ignore_errors=True)
             shards.build(preset, folder, ("train",), workers=1, progress=False)
 
-        add("build (sample + label + synthesize + write)", f"{n_seq} tasks x {seq_len} steps, ns 8-16, 1 process",
-            best_time(build_from_scratch, 1), n_seq * seq_len, "steps/s")
+        add(
+            "build (sample + label + synthesize + write)",
+            f"{n_seq} tasks x {seq_len} steps, ns 8-16, 1 process",
+            best_time(build_from_scratch, 1),
+            n_seq * seq_len,
+            "steps/s",
+        )
         dataset = ShardedSequences(folder, "train")
         list(batch_loader(dataset, 32, seed=0))  # page cache and memory maps warm
 
@@ -100,13 +136,23 @@ def main(args: argparse.Namespace) -> int:
             for batch in batch_loader(dataset, 32, seed=1):
                 batch["obs"]
 
-        add("batch_loader (page cache)", f"{n_seq} seqs x {seq_len} steps, batch 32", best_time(epoch, args.repeats),
-            (n_seq // 32) * 32 * seq_len, "steps/s")
+        add(
+            "batch_loader (page cache)",
+            f"{n_seq} seqs x {seq_len} steps, batch 32",
+            best_time(epoch, args.repeats),
+            (n_seq // 32) * 32 * seq_len,
+            "steps/s",
+        )
 
     if importlib.util.find_spec("xenoverse") is not None:
         steps = 2000 if args.quick else 10_000
-        add("xenoverse AnyMDPEnv.step", f"1 task, ns=64, {steps} steps",
-            time_single_env_steps(lambda: official_single(tasks64[0]), steps, args.repeats), steps, "steps/s")
+        add(
+            "xenoverse AnyMDPEnv.step",
+            f"1 task, ns=64, {steps} steps",
+            time_single_env_steps(lambda: official_single(tasks64[0]), steps, args.repeats),
+            steps,
+            "steps/s",
+        )
     else:
         print("(xenoverse not installed: no official env row)")
     print(format_table(rows, markdown=args.markdown))

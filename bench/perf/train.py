@@ -31,19 +31,34 @@ from bench.train import parameter_groups, train_step
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", default="small", help=f"model size and recipe: {', '.join(PRESETS)} (default small)")
-    parser.add_argument("--arch", nargs="+", default=None, help="backbones (default: every registered one with settings for the preset)")
-    parser.add_argument("--steps", type=int, default=2, help="timed optimiser steps, after one warm-up step (default 2)")
-    parser.add_argument("--segment", type=int, default=None, help="steps per segment (default: the preset's segment_len)")
+    parser.add_argument(
+        "--preset", default="small", help=f"model size and recipe: {', '.join(PRESETS)} (default small)"
+    )
+    parser.add_argument(
+        "--arch", nargs="+", default=None, help="backbones (default: every registered one with settings for the preset)"
+    )
+    parser.add_argument(
+        "--steps", type=int, default=2, help="timed optimiser steps, after one warm-up step (default 2)"
+    )
+    parser.add_argument(
+        "--segment", type=int, default=None, help="steps per segment (default: the preset's segment_len)"
+    )
     parser.add_argument("--seq-len", type=int, default=None, help="steps per sequence (default: one segment)")
     parser.add_argument("--batch", type=int, default=1, help="sequences per optimiser step in this process (default 1)")
-    parser.add_argument("--world-size", type=int, default=8, help="GPUs the preset's global batch is split over for the iteration estimate (default 8)")
+    parser.add_argument(
+        "--world-size",
+        type=int,
+        default=8,
+        help="GPUs the preset's global batch is split over for the iteration estimate (default 8)",
+    )
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads on CPU (default: torch's choice)")
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
 
 
-def synthetic_batch(batch: int, length: int, na: int, n_obs: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+def synthetic_batch(
+    batch: int, length: int, na: int, n_obs: int, generator: torch.Generator
+) -> dict[str, torch.Tensor]:
     """Random fields of the loader's shapes and types; episodes end every 100 steps."""
     done = torch.zeros(batch, length, dtype=torch.bool)
     done[:, 99::100] = True
@@ -60,7 +75,14 @@ def synthetic_batch(batch: int, length: int, na: int, n_obs: int, generator: tor
 
 
 def measure(
-    arch: str, preset_name: str, steps: int, segment: int, seq_len: int, batch: int, device: torch.device, threads: int | None
+    arch: str,
+    preset_name: str,
+    steps: int,
+    segment: int,
+    seq_len: int,
+    batch: int,
+    device: torch.device,
+    threads: int | None,
 ) -> dict[str, object]:
     """One row: parameters, seconds per optimiser step (median), tokens/s, peak memory. Run it in a
     fresh process: memory freed by an earlier model would hide this one's growth."""
@@ -107,9 +129,14 @@ def measure(
 
 def main(args: argparse.Namespace) -> int:
     preset = get_preset(args.preset)
-    for name, value in (("--steps", args.steps), ("--batch", args.batch), ("--world-size", args.world_size),
-                        ("--segment", args.segment or 1), ("--seq-len", args.seq_len or 1),
-                        ("--threads", args.threads or 1)):
+    for name, value in (
+        ("--steps", args.steps),
+        ("--batch", args.batch),
+        ("--world-size", args.world_size),
+        ("--segment", args.segment or 1),
+        ("--seq-len", args.seq_len or 1),
+        ("--threads", args.threads or 1),
+    ):
         if value < 1:
             raise BenchError(f"{name}={value}; accepted: a positive integer")
     segment = args.segment or preset.recipe.segment_len
@@ -120,13 +147,23 @@ def main(args: argparse.Namespace) -> int:
     rows = []
     for name in names:
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            row = pool.submit(measure, name, args.preset, args.steps, segment, seq_len, args.batch, device, args.threads).result()
+            row = pool.submit(
+                measure, name, args.preset, args.steps, segment, seq_len, args.batch, device, args.threads
+            ).result()
         # same tokens/s: time scales with the steps per process (linear in T for the recurrent backbones)
-        row[f"s/iteration at {preset.name} ({per_process} x {preset.data.seq_len})"] = row["s/step"] * per_process * preset.data.seq_len / (args.batch * seq_len)
+        row[f"s/iteration at {preset.name} ({per_process} x {preset.data.seq_len})"] = (
+            row["s/step"] * per_process * preset.data.seq_len / (args.batch * seq_len)
+        )
         rows.append(row)
         print(f"[perf train] {name}: {row['s/step']:.3f} s/step", flush=True)
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {args.threads or torch.get_num_threads()} threads"
-    print(f"\nrecipe steps of preset {preset.name}: batch {args.batch} x {seq_len} steps, segments of {segment}, "
-          f"{args.steps} timed steps after 1 warm-up, on {where}")
+    where = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"cpu, {args.threads or torch.get_num_threads()} threads"
+    )
+    print(
+        f"\nrecipe steps of preset {preset.name}: batch {args.batch} x {seq_len} steps, segments of {segment}, "
+        f"{args.steps} timed steps after 1 warm-up, on {where}"
+    )
     print(format_table(rows, markdown=args.markdown))
     return 0

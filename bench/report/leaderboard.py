@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from bench import metrics
+from bench.errors import BenchError
 from bench.io import atomic_write
 from bench.presets import DEFAULT_PRESET, PRESETS
-from bench.errors import BenchError
 from bench.report.results import iter_results
 from bench.report.validate import agent_episodes, validate_file
 

@@ -37,7 +37,11 @@ from bench.report.leaderboard import (  # noqa: E402
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
 BASELINE_STYLE = {"oracle": ("#444444", "--"), "random": ("#999999", ":"), "tql_ucb": ("#777777", "-.")}
 STYLE = {
-    "font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 9, "figure.dpi": 110,
+    "font.size": 11,
+    "axes.titlesize": 12,
+    "axes.labelsize": 11,
+    "legend.fontsize": 9,
+    "figure.dpi": 110,
     "svg.hashsalt": "anymdp-bench",  # fixed SVG element ids: the same results give the same bytes
 }
 
@@ -76,7 +80,13 @@ def plot_d_curves(preset: str, docs: list[dict], ax: plt.Axes) -> None:
     rng = np.random.default_rng(BOOTSTRAP_SEED)
     for arch, group in _by_arch(docs).items():
         t, mean, lo, hi = _curve_band(group, "model", rng)
-        ax.plot(t + 1, mean, color=arch_color(arch), lw=1.8, label=f"{arch} ({len(group)} seed{'s' if len(group) != 1 else ''})")
+        ax.plot(
+            t + 1,
+            mean,
+            color=arch_color(arch),
+            lw=1.8,
+            label=f"{arch} ({len(group)} seed{'s' if len(group) != 1 else ''})",
+        )
         ax.fill_between(t + 1, lo, hi, color=arch_color(arch), alpha=0.18, lw=0)
     by_seed = {doc["seed"]: doc for doc in docs}
     baseline_docs = [by_seed[s] for s in sorted(by_seed)]
@@ -89,7 +99,9 @@ def plot_d_curves(preset: str, docs: list[dict], ax: plt.Axes) -> None:
     ax.set_ylabel("normalised return d_t")
     ax.set_title(f"In-context RL on unseen tasks ({preset} preset)")
     ax.axhline(0.8, color="#bbbbbb", lw=0.8)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # outside: the oracle line runs along the top
+    ax.legend(
+        loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False
+    )  # outside: the oracle line runs along the top
 
 
 def plot_action_loss(preset: str, docs: list[dict], ax: plt.Axes) -> None:
@@ -97,8 +109,17 @@ def plot_action_loss(preset: str, docs: list[dict], ax: plt.Axes) -> None:
         edges = np.asarray(group[0]["offline"]["bin_edges"], dtype=np.float64)
         centres = np.sqrt(np.maximum(edges[:-1], 1) * edges[1:])
         values = np.array([doc["offline"]["action_ce"] for doc in group])
-        ax.errorbar(centres, values.mean(0), yerr=values.std(0) if len(group) > 1 else None, color=arch_color(arch),
-                    marker="o", ms=4, lw=1.6, capsize=2, label=arch)
+        ax.errorbar(
+            centres,
+            values.mean(0),
+            yerr=values.std(0) if len(group) > 1 else None,
+            color=arch_color(arch),
+            marker="o",
+            ms=4,
+            lw=1.6,
+            capsize=2,
+            label=arch,
+        )
     ax.set_xscale("log")
     ax.set_xlabel("context position (steps, geometric bin centre)")
     ax.set_ylabel("action cross-entropy vs oracle label (nats)")
@@ -110,9 +131,18 @@ def plot_asymptotic_vs_few_shot(preset: str, docs: list[dict], ax: plt.Axes) -> 
     rng = np.random.default_rng(BOOTSTRAP_SEED)
     for arch, group in _by_arch(docs).items():
         asym, few = _seed_task_bootstrap(group, "model", rng)
-        ax.errorbar(few.mean, asym.mean, xerr=[[few.mean - few.lo], [few.hi - few.mean]],
-                    yerr=[[asym.mean - asym.lo], [asym.hi - asym.mean]], color=arch_color(arch), marker="o",
-                    ms=7, capsize=3, lw=1.4, label=arch)
+        ax.errorbar(
+            few.mean,
+            asym.mean,
+            xerr=[[few.mean - few.lo], [few.hi - few.mean]],
+            yerr=[[asym.mean - asym.lo], [asym.hi - asym.mean]],
+            color=arch_color(arch),
+            marker="o",
+            ms=7,
+            capsize=3,
+            lw=1.4,
+            label=arch,
+        )
     ax.set_xlabel("few-shot score (first K episodes)")
     ax.set_ylabel("asymptotic score (max of smoothed d_t)")
     ax.set_title(f"Asymptotic vs few-shot ({preset}; 95 % intervals)")
@@ -155,8 +185,11 @@ def make_plots(root: Path = Path("results"), out: Path | None = None, perf_json:
     written: list[Path] = []
     with plt.rc_context(STYLE):
         for preset, docs in sorted(accepted.items()):
-            for name, draw in (("d_curves", plot_d_curves), ("action_loss", plot_action_loss),
-                               ("asymptotic_vs_few_shot", plot_asymptotic_vs_few_shot)):
+            for name, draw in (
+                ("d_curves", plot_d_curves),
+                ("action_loss", plot_action_loss),
+                ("asymptotic_vs_few_shot", plot_asymptotic_vs_few_shot),
+            ):
                 fig, ax = plt.subplots(figsize=(8.6 if name == "d_curves" else 7.0, 4.6))
                 draw(preset, docs, ax)
                 written += _save(fig, out, f"{preset}_{name}")
@@ -171,8 +204,12 @@ def make_plots(root: Path = Path("results"), out: Path | None = None, perf_json:
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", type=Path, default=Path("results"), help="folder of result files")
     parser.add_argument("--out", type=Path, default=None, help="figure folder (default: <results>/plots)")
-    parser.add_argument("--perf-json", type=Path, default=None,
-                        help="scaling measurements from `bench perf backbones --json` (default: <results>/perf/backbones.json)")
+    parser.add_argument(
+        "--perf-json",
+        type=Path,
+        default=None,
+        help="scaling measurements from `bench perf backbones --json` (default: <results>/perf/backbones.json)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:

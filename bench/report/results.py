@@ -183,7 +183,9 @@ def check_result(doc: Any) -> list[str]:
     if doc.get("kind") != KIND:
         return [f"result.kind: expected {KIND!r}, got {doc.get('kind')!r}"]
     if doc.get("schema_version") != SCHEMA_VERSION:
-        return [f"result.schema_version: {doc.get('schema_version')!r} is not supported; this code reads {SCHEMA_VERSION}"]
+        return [
+            f"result.schema_version: {doc.get('schema_version')!r} is not supported; this code reads {SCHEMA_VERSION}"
+        ]
     reasons: list[str] = []
     _check(doc, SCHEMA, "result", reasons)
     for field in ("preset", "arch"):

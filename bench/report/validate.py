@@ -113,7 +113,10 @@ def misplaced(path: str | Path, doc: dict) -> str | None:
     expected = (doc["preset"], arch_dirname(doc["arch"]), f"seed{doc['seed']}.json")
     found = Path(path).parts[-3:]
     if found != expected:
-        return f"file is at {'/'.join(found)} but holds preset {doc['preset']!r}, arch {doc['arch']!r}, seed {doc['seed']}: expected {'/'.join(expected)}"
+        return (
+            f"file is at {'/'.join(found)} but holds preset {doc['preset']!r}, arch {doc['arch']!r}, "
+            f"seed {doc['seed']}: expected {'/'.join(expected)}"
+        )
     return None
 
 
