@@ -1,6 +1,6 @@
 # Two entry points, each doing its own set-up idempotently:
 #   make run    the main job on the default preset
-#   make test   the test suite
+#   make test   lint and format checks (ruff), then the test suite
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -23,6 +23,8 @@ run: $(STAMP)
 	$(PY) -m bench run --arch gdn
 
 test: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m pytest
 
 bench: $(STAMP)

@@ -132,6 +132,114 @@ def _tables(tasks: Sequence[Task]) -> dict[str, np.ndarray]:
     }
 
 
+KIND_TAG = np.array([bh.TAG_ID[t] for t in ("random", "q_learning", "model_based", "model_based", "oracle", "oracle")])
+"""Tag of each behavior kind's own action (order of `behavior.POLICIES`): not a noise or a mixture's oracle action."""
+
+
+def _check_inputs(
+    tasks: Sequence[Task], seq_len: int, labels: np.ndarray | None, policy_weights: Sequence[float]
+) -> tuple[float, ...]:
+    """Raise a BenchError for invalid arguments of `synthesize`; return the checked policy weights."""
+    if not tasks:
+        raise BenchError("synthesize needs at least one task; got none")
+    if any(task.seed is None for task in tasks):
+        raise BenchError("every task needs a seed: sequence randomness derives from it")
+    if len({task.na for task in tasks}) != 1:
+        raise BenchError(f"tasks must share na; got {sorted({task.na for task in tasks})}")
+    if not isinstance(seq_len, int) or seq_len < 1:
+        raise BenchError(f"seq_len must be a positive int; got {seq_len!r}")
+    shape = (len(tasks), max(task.ns for task in tasks))
+    if labels is not None and np.shape(labels) != shape:
+        raise BenchError(f"labels must have shape (B, ns_max) = {shape}; got {np.shape(labels)}")
+    return bh.check_policy_weights(policy_weights)
+
+
+class _RandomPolicy:
+    """The random behavior's logits: per sequence they rotate from one random table towards another,
+    by `logit_drift` radians at each episode end. Rows are `pair_row = b * ns_max + s`."""
+
+    def __init__(self, setup_rngs: Sequence[np.random.Generator], ns: np.ndarray, na: int, scale: np.ndarray) -> None:
+        tables_a, tables_b = np.zeros((2, len(ns), max(ns), na))
+        for b, rng in enumerate(setup_rngs):
+            tables_a[b, : ns[b]], tables_b[b, : ns[b]] = pt.standard_normal(rng, (2, ns[b], na)) * scale[b]
+        self.tables_a, self.tables_b = tables_a.reshape(-1, na), tables_b.reshape(-1, na)
+        self.angle, self.cos, self.sin = np.zeros(len(ns)), np.ones(len(ns)), np.zeros(len(ns))
+
+    def logits(self, pair_row: np.ndarray) -> np.ndarray:
+        """Logits (B, na) at the current states."""
+        return self.cos[:, None] * self.tables_a[pair_row] + self.sin[:, None] * self.tables_b[pair_row]
+
+    def drift(self, ended: np.ndarray, angle: np.ndarray) -> None:
+        """Rotate the logits of sequences `ended` on by `angle`."""
+        self.angle[ended] += angle
+        self.sin[ended], self.cos[ended] = pt.sin_cos(self.angle[ended])
+
+
+class _Behavior:
+    """The behavior policies of B sequences: each acts by its current kind, every learner learns every
+    transition, and the kind may switch at episode ends. Rows are `pair_row = b * ns_max + s`."""
+
+    def __init__(
+        self,
+        settings: bh.BehaviorSettings,
+        setup_rngs: Sequence[np.random.Generator],
+        ns: np.ndarray,
+        na: int,
+        labels: np.ndarray,
+        policy_weights: tuple[float, ...],
+    ) -> None:
+        batch, ns_max = labels.shape
+        self.settings, self.policy_weights, self.na = settings, policy_weights, na
+        self.labels, self.index, self.kind = labels.reshape(-1), np.arange(batch), settings.kind.copy()
+        self.random = _RandomPolicy(setup_rngs, ns, na, settings.logit_scale)
+        self.episode_masked = np.array([rng.random() < bh.TAG_MASK_EPISODE_PROB for rng in setup_rngs])
+        self.q_learner = QLearner(batch, ns_max, na, settings)
+        self.model_learner = ModelBasedLearner(batch, ns_max, ns, na, settings)
+
+    def act(
+        self, u: np.ndarray, pair_row: np.ndarray, noise: np.ndarray, mix_oracle: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(action, tag, oracle label) per sequence, from the step's uniforms u (width, B), its probability
+        of a noise action per kind (kinds, B) and the mixture's probability of an oracle action (B,)."""
+        kind, index, na = self.kind, self.index, self.na
+        label = self.labels[pair_row]
+        uniform_action = np.minimum((u[U_SAMPLE] * na).astype(np.int64), na - 1)
+        # the random policy and the Q-learner both sample from a softmax: one draw serves both
+        logits = np.where((kind == bh.RANDOM)[:, None], self.random.logits(pair_row), self.q_learner.logits(pair_row))
+        softmax_action = _sample_softmax(logits, u[U_SAMPLE])
+        mb_action = np.argmax(self.model_learner.values(pair_row) + JITTER * u[U_JITTER:].T, axis=1)
+        candidates = np.stack((softmax_action, softmax_action, mb_action, mb_action, label, label))
+        use_oracle = (kind == bh.MIXTURE) & (u[U_ORACLE] < mix_oracle)
+        noisy = u[U_NOISE] < noise[kind, index]
+        action = np.where(noisy, uniform_action, np.where(use_oracle, label, candidates[kind, index]))
+        tag = np.where(use_oracle, bh.TAG_ID["oracle"], KIND_TAG[kind])
+        tag = np.where(noisy, bh.TAG_ID["random"], tag)
+        tag = np.where(self.settings.mask_all | self.episode_masked, bh.TAG_UNKNOWN, tag)
+        return action, tag, label
+
+    def learn(
+        self,
+        state: np.ndarray,
+        pair_row: np.ndarray,
+        row: np.ndarray,
+        next_state: np.ndarray,
+        next_row: np.ndarray,
+        reward: np.ndarray,
+        terminated: np.ndarray,
+    ) -> None:
+        """Update both learners with every sequence's transition (whichever kind acted)."""
+        self.q_learner.update(pair_row, row, next_row, reward, terminated)
+        self.model_learner.update(self.index, state, pair_row, row, next_state, reward)
+
+    def end_episodes(self, ended: np.ndarray, u: np.ndarray) -> None:
+        """Episode-end events of sequences `ended`, with their step's uniforms u (width, len(ended)):
+        a policy switch, a new tag mask and the random policy's drift."""
+        switch = self.settings.switching[ended] & (u[U_SWITCH] < bh.SWITCH_PROB)
+        self.kind[ended] = np.where(switch, bh.draw_kind(u[U_KIND], self.policy_weights), self.kind[ended])
+        self.episode_masked[ended] = u[U_MASK] < bh.TAG_MASK_EPISODE_PROB
+        self.random.drift(ended, self.settings.logit_drift[ended])
+
+
 def synthesize(
     tasks: Sequence[Task],
     seq_len: int,
@@ -143,53 +251,27 @@ def synthesize(
     `labels` (B, ns_max) are the oracle's actions per inner state (default: `solvers.label_policy`);
     `policy_weights` the probability of each behavior kind (`behavior.POLICIES`).
     """
-    if not tasks:
-        raise BenchError("synthesize needs at least one task; got none")
-    if any(task.seed is None for task in tasks):
-        raise BenchError("every task needs a seed: sequence randomness derives from it")
-    if len({task.na for task in tasks}) != 1:
-        raise BenchError(f"tasks must share na; got {sorted({task.na for task in tasks})}")
-    if not isinstance(seq_len, int) or seq_len < 1:
-        raise BenchError(f"seq_len must be a positive int; got {seq_len!r}")
-    policy_weights = bh.check_policy_weights(policy_weights)
-    tables = _tables(tasks)
-    batch, ns_max, na = len(tasks), tables["start_cdf"].shape[1], tasks[0].na
+    policy_weights = _check_inputs(tasks, seq_len, labels, policy_weights)
     if labels is None:
         labels = label_policy(TaskArrays.stack(tasks))
-    if np.shape(labels) != (batch, ns_max):
-        raise BenchError(f"labels must have shape (B, ns_max) = {(batch, ns_max)}; got {np.shape(labels)}")
+    tables = _tables(tasks)
+    next_cdf, start_cdf, reward_mean, reward_std = (tables[k] for k in ("next_cdf", "start_cdf", "reward", "noise"))
+    terminal, observation = tables["terminal"].reshape(-1), tables["observation"].reshape(-1)  # rows: pair_row
+    reward_base = tables["reward_base"]
+    batch, ns_max, na = len(tasks), start_cdf.shape[1], tasks[0].na
     ns = np.array([task.ns for task in tasks])
     horizon = np.array([task.horizon for task in tasks])
-    index = np.arange(batch)
-
-    next_cdf, start_cdf, reward_mean, reward_std = (tables[k] for k in ("next_cdf", "start_cdf", "reward", "noise"))
-    terminal, observation = tables["terminal"], tables["observation"]
-    reward_base = tables["reward_base"]
 
     streams = _Streams([task.seed for task in tasks], na)
-    settings = bh.BehaviorSettings.draw(
-        np.stack([rng.random(bh.N_SETTINGS) for rng in streams.setup_rngs]), ns, na, policy_weights
-    )
-    kind = settings.kind.copy()
-    # random policy: logits rotate from one random table towards another, a step per episode
-    tables_a, tables_b = np.zeros((2, batch, ns_max, na))
-    for b, rng in enumerate(streams.setup_rngs):
-        tables_a[b, : ns[b]], tables_b[b, : ns[b]] = pt.standard_normal(rng, (2, ns[b], na)) * settings.logit_scale[b]
-    angle = np.zeros(batch)
-    rotation = np.stack([np.ones(batch), np.zeros(batch)])  # cos and sin of `angle`
-    episode_masked = np.array([rng.random() < bh.TAG_MASK_EPISODE_PROB for rng in streams.setup_rngs])
-
-    q_learner = QLearner(batch, ns_max, na, settings)
-    model_learner = ModelBasedLearner(batch, ns_max, ns, na, settings)
+    setting_uniforms = np.stack([rng.random(bh.N_SETTINGS) for rng in streams.setup_rngs])
+    settings = bh.BehaviorSettings.draw(setting_uniforms, ns, na, policy_weights)
+    behavior = _Behavior(settings, streams.setup_rngs, ns, na, labels, policy_weights)
 
     steps = {name: np.empty((seq_len, batch), dtype=dtype) for name, dtype in FIELDS.items()}
     steps["prompt"][:] = bh.PROMPT_ORACLE
-    kind_tag = np.array([bh.TAG_ID[name] for name in ("random", "q_learning", "model_based", "model_based", "oracle", "oracle")])
-    # (B * ns_max, ...) views: row pair_row = b * ns_max + s
-    labels_flat, observation_flat, terminal_flat = labels.reshape(-1), observation.reshape(-1), terminal.reshape(-1)
-    tables_a, tables_b = tables_a.reshape(-1, na), tables_b.reshape(-1, na)
-    episode_step = np.zeros(batch, dtype=np.int64)
+    index = np.arange(batch)
     offset = index * ns_max
+    episode_step = np.zeros(batch, dtype=np.int64)
     state = None
 
     for t in range(seq_len):
@@ -203,23 +285,7 @@ def synthesize(
         if state is None:
             state = _sample(start_cdf, u[U_START])
         pair_row = offset + state
-
-        # candidate actions of every kind
-        oracle_action = labels_flat[pair_row]
-        uniform_action = np.minimum((u[U_SAMPLE] * na).astype(np.int64), na - 1)
-        # the random policy and the Q-learner both sample from a softmax: one draw serves both
-        random_logits = rotation[0][:, None] * tables_a[pair_row] + rotation[1][:, None] * tables_b[pair_row]
-        logits = np.where((kind == bh.RANDOM)[:, None], random_logits, q_learner.logits(pair_row))
-        softmax_action = _sample_softmax(logits, u[U_SAMPLE])
-        mb_action = np.argmax(model_learner.values(pair_row) + JITTER * u[U_JITTER:].T, axis=1)
-        use_oracle = (kind == bh.MIXTURE) & (u[U_ORACLE] < mix_oracle_table[j])
-        noisy = u[U_NOISE] < noise_table[j, kind, index]
-        candidates = np.stack((softmax_action, softmax_action, mb_action, mb_action, oracle_action, oracle_action))
-        chosen = np.where(use_oracle, oracle_action, candidates[kind, index])
-        action = np.where(noisy, uniform_action, chosen)
-        tag = np.where(use_oracle, bh.TAG_ID["oracle"], kind_tag[kind])
-        tag = np.where(noisy, bh.TAG_ID["random"], tag)
-        tag = np.where(settings.mask_all | episode_masked, bh.TAG_UNKNOWN, tag)
+        action, tag, label = behavior.act(u, pair_row, noise_table[j], mix_oracle_table[j])
 
         # environment step
         row = pair_row * na + action
@@ -227,32 +293,24 @@ def synthesize(
         task_entry = reward_base + (state * na + action) * ns + next_state
         reward = reward_mean[task_entry] + reward_std[task_entry] * normals[j]
         next_row = offset + next_state
-        terminated = terminal_flat[next_row]
+        terminated = terminal[next_row]
         episode_step += 1
         done = terminated | (episode_step >= horizon)
 
-        steps["obs"][t] = observation_flat[pair_row]
+        steps["obs"][t] = observation[pair_row]
         steps["tag"][t] = tag
         steps["action"][t] = action
-        steps["label"][t] = oracle_action
+        steps["label"][t] = label
         steps["reward"][t] = reward
         steps["done"][t] = done
-        steps["policy"][t] = kind
+        steps["policy"][t] = behavior.kind
 
-        q_learner.update(pair_row, row, next_row, reward, terminated)
-        model_learner.update(index, state, pair_row, row, next_state, reward)
-
-        if done.any():
+        behavior.learn(state, pair_row, row, next_state, next_row, reward, terminated)
+        if done.any():  # episode-end events, then a new episode from a start state
             ended = index[done]
-            # episode-end events: policy switch, tag masking, random-policy drift; then reset
-            ue = u[:, ended]
-            switch = settings.switching[ended] & (ue[U_SWITCH] < bh.SWITCH_PROB)
-            kind[ended] = np.where(switch, bh.draw_kind(ue[U_KIND], policy_weights), kind[ended])
-            episode_masked[ended] = ue[U_MASK] < bh.TAG_MASK_EPISODE_PROB
-            angle[ended] += settings.logit_drift[ended]
-            rotation[1, ended], rotation[0, ended] = pt.sin_cos(angle[ended])
-            next_state = next_state.copy()
-            next_state[ended] = _sample(start_cdf[ended], ue[U_START])
+            u_ended = u[:, ended]
+            behavior.end_episodes(ended, u_ended)
+            next_state[ended] = _sample(start_cdf[ended], u_ended[U_START])
             episode_step[ended] = 0
         state = next_state
     return {name: np.ascontiguousarray(array.T) for name, array in steps.items()}
