@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from architectures import REGISTRY
 from bench.presets import DataSpec, get_preset
 
 TINY = get_preset("tiny")
@@ -39,7 +40,7 @@ MICRO = dataclasses.replace(
 )
 """Keeps the name "tiny" (backbones have settings per preset name); only the data and the amount
 of training shrink."""
-ARCHS = ("gdn", "rwkv7", "gsa", "mamba2", "transformer", "lstm")
+ARCHS = tuple(REGISTRY)
 
 RECORDED = Path(__file__).with_name("micro_digests.json")
 MACHINE_FIELDS = (

@@ -10,7 +10,7 @@ from bench.anymdp.sampler import sample_task
 from bench.anymdp.solvers import TaskArrays, label_policy, oracle_returns, random_returns
 from bench.anymdp.task import Task
 from bench.data import behavior as bh
-from bench.data.stats import episode_scores
+from bench.data.stats import sequence_episodes
 from bench.data.synth import FIELDS, synthesize
 from bench.errors import BenchError
 
@@ -70,7 +70,7 @@ def test_episodes_restart_in_start_states_and_respect_the_horizon(batch):
 def test_behavior_policies_lie_between_random_and_oracle_and_learners_improve(batch):
     tasks, out = batch
     arrays = TaskArrays.stack(tasks)
-    rows, starts, kinds, scores = episode_scores(
+    rows, starts, kinds, scores = sequence_episodes(
         out["reward"], out["done"], out["policy"], oracle_returns(arrays), random_returns(arrays)
     )
     means = {}

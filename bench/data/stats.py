@@ -9,7 +9,7 @@ from bench.data.loader import ShardedSequences
 from bench.metrics import normalized
 
 
-def episode_scores(
+def sequence_episodes(
     reward: np.ndarray, done: np.ndarray, policy: np.ndarray, j_opt: np.ndarray, j_rand: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Completed episodes of sequences (n, T): (sequence row, start step, behavior kind, normalised return).
@@ -38,7 +38,7 @@ def split_stats(dataset: ShardedSequences) -> tuple[list[dict[str, object]], dic
         }
         steps += np.bincount(arrays["policy"].ravel(), minlength=len(bh.POLICIES))
         agree += int((arrays["action"] == arrays["label"]).sum())
-        _, _, kinds, values = episode_scores(*(arrays[k] for k in ("reward", "done", "policy", "j_opt", "j_rand")))
+        _, _, kinds, values = sequence_episodes(*(arrays[k] for k in ("reward", "done", "policy", "j_opt", "j_rand")))
         for k in range(len(bh.POLICIES)):
             scores[k].append(values[(kinds == k) & np.isfinite(values)])
     total = int(steps.sum())
