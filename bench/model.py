@@ -11,16 +11,18 @@ next-observation heads read the slots the layout names.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
-from architectures import build_backbone, size_kwargs
+from architectures import build_backbone, resolve, size_kwargs
 from architectures.base import Backbone, State, count_parameters
 from architectures.layers import RMSNorm
 from bench.errors import BenchError
-from bench.presets import Preset
+from bench.presets import Preset, backbone_size
 from bench.recipe import get_layout, symlog
 
 EMBED_STD = 0.02
@@ -203,10 +205,32 @@ class ICRLModel(nn.Module):
 
 
 def build_model(
-    arch: str, preset: Preset, seed: int = 0, n_prompts: int = DEFAULT_FIELD_VOCAB, n_tags: int = DEFAULT_FIELD_VOCAB
+    arch: str,
+    preset: Preset,
+    seed: int = 0,
+    n_prompts: int = DEFAULT_FIELD_VOCAB,
+    n_tags: int = DEFAULT_FIELD_VOCAB,
+    overrides: dict[str, Any] | None = None,
 ) -> tuple[ICRLModel, dict]:
     """The model for `arch` (registry name or `pkg.module:Class`) at `preset`, and the backbone's
-    constructor keyword arguments. Backbone weights from `seed`, recipe weights from `seed + 1`."""
-    kwargs = size_kwargs(arch, preset.name)
+    constructor keyword arguments: its size's (`backbone_size(preset)`) updated by `overrides`.
+    Backbone weights from `seed`, recipe weights from `seed + 1`."""
+    kwargs = {**size_kwargs(arch, backbone_size(preset)), **check_overrides(arch, overrides or {})}
     backbone = build_backbone(arch, preset.d_model, seed=seed, **kwargs)
     return ICRLModel(backbone, preset, n_prompts=n_prompts, n_tags=n_tags, seed=seed + 1), kwargs
+
+
+def check_overrides(arch: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """`overrides` if every key is a constructor argument of `arch` other than d_model and seed,
+    else a BenchError naming the accepted ones."""
+    parameters = inspect.signature(resolve(arch).__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return overrides
+    accepted = [name for name in parameters if name not in ("self", "d_model", "seed")]
+    unknown = sorted(set(overrides) - set(accepted))
+    if unknown:
+        raise BenchError(
+            f"--arch-kwargs: {', '.join(unknown)} not accepted by {arch!r} "
+            f"(d_model and seed come from the preset and --seed); accepted: {', '.join(accepted)}"
+        )
+    return overrides

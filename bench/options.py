@@ -19,6 +19,9 @@ class RunOptions:
     """Data folder (None: bench.data's default, or $ANYMDP_BENCH_DATA)."""
     resume: bool = False
     """Continue each seed from its checkpoint if there is one."""
+    restart: bool = False
+    """Start over where a checkpoint exists, replacing it (without `resume` or `restart` an existing
+    checkpoint stops the run instead of being overwritten)."""
     device: str | None = None
     """torch device (None: cuda if available, else cpu)."""
     threads: int | None = None
@@ -27,6 +30,8 @@ class RunOptions:
     """Progress bars."""
 
     def __post_init__(self) -> None:
+        if self.resume and self.restart:
+            raise BenchError("resume and restart exclude each other: continue the checkpoint or start over")
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise BenchError(f"threads={self.threads!r}; accepted: a positive integer")
 

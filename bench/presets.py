@@ -113,6 +113,36 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
+    # A trial of the whole pipeline in about a minute on 2 cores: tiny's model on a handful of tasks
+    # and training steps. Its numbers mean nothing; the leaderboard never ranks it.
+    "smoke": Preset(
+        name="smoke",
+        d_model=128,
+        param_budget=400_000,
+        n_heads=4,
+        data=DataSpec(
+            train_tasks=64,
+            train_ns=(8, 16),
+            seq_len=256,
+            shard_size=64,
+            test_ns=(1, 8),
+            test_tasks_per_ns=8,
+            valid_tasks=8,
+            policy_weights=LEARNER_POLICY_WEIGHTS,
+        ),
+        recipe=RecipeSpec(
+            layout="grouped",
+            segment_len=128,
+            batch_size=8,
+            train_steps=12,
+            lr=2e-3,
+            warmup_steps=2,
+            position_ramp_steps=64,
+            checkpoint_every=6,
+            eval_steps=128,
+            temperature=(1.0, 0.1, 128),
+        ),
+    ),
     # Trains and evaluates end to end on a 2-core CPU (see docs/data.md and docs/recipe.md).
     "tiny": Preset(
         name="tiny",
@@ -198,6 +228,16 @@ PRESETS: dict[str, Preset] = {
 }
 
 DEFAULT_PRESET = "tiny"
+RANKED = ("tiny", "small", "paper")
+"""The presets the leaderboard ranks."""
+BACKBONE_SIZE = {"smoke": "tiny"}
+"""Presets whose backbones are built at another preset's size (the name of a row of
+`architectures.SIZES` or of a backbone's `preset_kwargs`); every other preset is its own size."""
+
+
+def backbone_size(preset: Preset) -> str:
+    """The size name backbones are built at for `preset`."""
+    return BACKBONE_SIZE.get(preset.name, preset.name)
 
 
 def get_preset(name: str) -> Preset:

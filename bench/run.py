@@ -9,28 +9,32 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.metadata
+import json
 import math
 import platform
+import shlex
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 
-from architectures import REGISTRY, count_parameters, resolve, size_kwargs
+from architectures import REGISTRY, count_parameters
 from bench import distributed
 from bench.anymdp.task import Task
+from bench.check_arch import check_backbone, failure_sentence
 from bench.data import DataInfo, ensure_data
 from bench.data.behavior import N_TAGS, PROMPT_ORACLE, TAG_UNKNOWN
 from bench.data.loader import ShardedSequences, batch_loader
 from bench.data.split import test_tasks
 from bench.errors import BenchError
 from bench.evaluate import interactive_eval, offline_eval
-from bench.model import ICRLModel, build_model
+from bench.model import ICRLModel, build_model, check_overrides
 from bench.options import RunOptions
 from bench.presets import DEFAULT_PRESET, PRESETS, Preset, get_preset
 from bench.report import results
@@ -51,7 +55,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--seed", type=int, default=None, help="run seed (default 0)")
     group.add_argument("--seeds", type=int, nargs="+", help="several seeds, one result file each")
-    parser.add_argument("--resume", action="store_true", help="continue from the run's checkpoint if there is one")
+    restart = parser.add_mutually_exclusive_group()
+    restart.add_argument("--resume", action="store_true", help="continue from the run's checkpoint if there is one")
+    restart.add_argument("--restart", action="store_true", help="start over, replacing the run's checkpoint")
+    parser.add_argument(
+        "--arch-kwargs",
+        type=parse_arch_kwargs,
+        default=None,
+        help="backbone constructor arguments over the preset's, as JSON, e.g. '{\"n_heads\": 8}' "
+        "(the result is a variant: <arch>_kw<hash>)",
+    )
     parser.add_argument("--out", default="results", help="results folder (default results)")
     parser.add_argument("--run-dir", default="runs", help="checkpoint folder (default runs)")
     parser.add_argument("--data-root", default=None, help="data folder (default: bench.data's own)")
@@ -65,32 +78,72 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     preset = get_preset(args.preset)
     seeds = args.seeds if args.seeds is not None else [0 if args.seed is None else args.seed]
+    check_device(args.device)
+    out = Path(args.out)
     with distributed.process_group(args.device) as context:  # joins torchrun's group when WORLD_SIZE > 1
-        run(
-            args.arch,
-            preset,
-            seeds,
-            RunOptions(
-                out=Path(args.out),
-                run_dir=Path(args.run_dir),
-                data_root=args.data_root,
-                resume=args.resume,
-                device=context.device,
-                threads=context.threads if args.threads is None else args.threads,
-                progress=not args.no_progress,
-            ),
+        options = RunOptions(
+            out=out,
+            run_dir=Path(args.run_dir),
+            data_root=args.data_root,
+            resume=args.resume,
+            restart=args.restart,
+            device=context.device,
+            threads=context.threads if args.threads is None else args.threads,
+            progress=not args.no_progress,
         )
+        try:
+            run(args.arch, preset, seeds, options, arch_kwargs=args.arch_kwargs)
+        except KeyboardInterrupt:
+            if context.rank == 0:
+                again = [a for a in sys.argv[1:] if a != "--restart"] + ([] if args.resume else ["--resume"])
+                print(f"resume with: python -m bench {shlex.join(again)}", file=sys.stderr, flush=True)
+            raise
         if context.rank == 0:
-            regenerate_leaderboard(args.out)
+            regenerate_leaderboard(out)
     return 0
 
 
-def run(arch: str, preset: Preset, seeds: list[int], options: RunOptions) -> list[Path]:
-    """Ensure data, then train, evaluate and write one result per seed; returns the result paths."""
-    cls = resolve(arch)  # unknown names fail here, before any work
-    size_kwargs(cls, preset.name)  # likewise a backbone without settings for this preset
+def parse_arch_kwargs(text: str) -> dict[str, Any]:
+    """The JSON object of --arch-kwargs (argparse reports a ValueError as a one-line usage error)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({err.msg}); e.g. '{{\"n_heads\": 8}}'") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"n_heads\": 8}}', got {text!r}")
+    return value
+
+
+def check_device(device: str | None) -> None:
+    """A BenchError unless `device` is None, cpu, or cuda[:N] with CUDA available."""
+    if device is None:
+        return
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        raise BenchError(f"--device {device!r} is not a torch device; accepted: cpu, cuda, cuda:N") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        build = torch.__version__
+        raise BenchError(
+            f"--device {device}: CUDA is not available here (torch {build}, no visible GPU); use --device cpu"
+        )
+    if kind not in ("cpu", "cuda"):
+        raise BenchError(f"--device {device!r}: accepted: cpu, cuda, cuda:N")
+
+
+def run(
+    arch: str,
+    preset: Preset,
+    seeds: list[int],
+    options: RunOptions,
+    arch_kwargs: dict[str, Any] | None = None,
+) -> list[Path]:
+    """Check the backbone, ensure data, then train, evaluate and write one result per seed; returns
+    the result paths. `arch_kwargs` update the backbone's constructor arguments (a variant);"""
     if not seeds or any(seed < 0 for seed in seeds):
         raise BenchError(f"seeds must be non-negative integers; got {seeds}")
+    check_overrides(arch, arch_kwargs or {})
+    check_before_training(arch, preset, arch_kwargs or {})
     options = dataclasses.replace(options, device=options.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     start = time.perf_counter()
     print(f"[data] preset {preset.name}: ensuring training data", flush=True)
@@ -105,26 +158,43 @@ def run(arch: str, preset: Preset, seeds: list[int], options: RunOptions) -> lis
     tasks = test_tasks(preset)  # about 3 s for tiny in one process
     paths = []
     for seed in seeds:
-        path = run_one(arch, preset, seed, info, tasks, options, data_s if seed == seeds[0] else 0.0)
+        job = Job(arch, arch_kwargs or {}, seed)
+        path = run_one(job, preset, info, tasks, options, data_s if seed == seeds[0] else 0.0)
         print(f"[result] wrote {path}" if distributed.is_main() else f"[result] rank 0 wrote {path}", flush=True)
         paths.append(path)
     return paths
 
 
-def run_one(
-    arch: str, preset: Preset, seed: int, info: DataInfo, tasks: list[Task], options: RunOptions, data_s: float
-) -> Path:
+@dataclass(frozen=True)
+class Job:
+    """What one seed's run computes, beyond the preset."""
+
+    arch: str
+    """Registered name or `pkg.module:Class`."""
+    arch_kwargs: dict[str, Any]
+    """Constructor arguments over the preset's (empty: the preset's own backbone)."""
+    seed: int
+    """Seed of weights, data order, masking and rollouts."""
+
+    @property
+    def name(self) -> str:
+        """The result's `arch`: the folder-safe architecture name, with `_kw<hash>` for a variant."""
+        return results.variant_name(self.arch, self.arch_kwargs)
+
+
+def run_one(job: Job, preset: Preset, info: DataInfo, tasks: list[Task], options: RunOptions, data_s: float) -> Path:
     """Train and evaluate one seed; returns the result path."""
     started = time.perf_counter()
     code_at_start = git_state()
-    model, arch_kwargs = build_model(arch, preset, seed=seed, n_prompts=N_TAGS, n_tags=N_TAGS)
-    trained = train_seed(model, arch, preset, seed, info, options)
+    model, arch_kwargs = build_model(
+        job.arch, preset, seed=job.seed, n_prompts=N_TAGS, n_tags=N_TAGS, overrides=job.arch_kwargs
+    )
+    trained = train_seed(model, job, preset, info, options)
     offline, offline_s = timed(lambda: evaluate_offline(model, info, preset, options.device))
     print(f"[rollout] {len(tasks)} test tasks x {preset.recipe.eval_steps} steps", flush=True)
+    agent = shard_agent(model, preset.data.na)
     interactive, rollout_s = timed(
-        lambda: interactive_eval(
-            shard_agent(model, preset.data.na), tasks, preset, seed, PROMPT_ORACLE, TAG_UNKNOWN, options.device
-        )
+        lambda: interactive_eval(agent, tasks, preset, job.seed, PROMPT_ORACLE, TAG_UNKNOWN, options.device)
     )
     print(f"[rollout] {rollout_s:.1f} s", flush=True)
     wall = {
@@ -134,24 +204,15 @@ def run_one(
         "rollout": rollout_s,
         "total": data_s + time.perf_counter() - started,
     }
-    arch_name = results.arch_dirname(arch)
+    code = code_provenance(code_at_start, git_state())
+    threads = options.threads or available_cores()
     doc = {
         "schema_version": results.SCHEMA_VERSION,
         "kind": results.KIND,
         "preset": preset.name,
-        "arch": arch_name,
-        "seed": seed,
-        "manifest": manifest(
-            model,
-            arch_kwargs,
-            preset,
-            info,
-            options.device,
-            wall,
-            trained,
-            options.threads or available_cores(),
-            code_provenance(code_at_start, git_state()),
-        ),
+        "arch": job.name,
+        "seed": job.seed,
+        "manifest": manifest(model, arch_kwargs, preset, info, options.device, wall, trained, threads, code),
         "training": {
             "steps": trained.steps,
             "tokens": trained.tokens,
@@ -164,7 +225,23 @@ def run_one(
     distributed.barrier("the end of evaluation")  # no result unless every rank finished
     if distributed.is_main():
         return results.write_result(doc, options.out)
-    return results.result_path(options.out, preset.name, arch_name, seed)
+    return results.result_path(options.out, preset.name, job.name, job.seed)
+
+
+def check_before_training(arch: str, preset: Preset, arch_kwargs: dict[str, Any]) -> None:
+    """The fast conformance checks of `check-arch`, before any data or training: a BenchError with
+    the first failure's sentence (unknown names and missing sizes fail here too)."""
+    started = time.perf_counter()
+    checks = check_backbone(arch, preset.name, overrides=arch_kwargs, quick=True)
+    sentence = failure_sentence(checks)
+    if sentence is not None:
+        raise BenchError(
+            f"{arch} fails the backbone contract: {sentence} (full report: python -m bench check-arch {arch} "
+            f"--preset {preset.name})"
+        )
+    print(
+        f"[check] {arch}: {len(checks)} conformance checks passed ({time.perf_counter() - started:.1f} s)", flush=True
+    )
 
 
 def timed(fn: Callable[[], T]) -> tuple[T, float]:
@@ -173,24 +250,22 @@ def timed(fn: Callable[[], T]) -> tuple[T, float]:
     return fn(), time.perf_counter() - start
 
 
-def train_seed(
-    model: ICRLModel, arch: str, preset: Preset, seed: int, info: DataInfo, options: RunOptions
-) -> TrainResult:
+def train_seed(model: ICRLModel, job: Job, preset: Preset, info: DataInfo, options: RunOptions) -> TrainResult:
     """Train one seed's model on the preset's training split (checkpoints under options.run_dir)."""
     recipe = preset.recipe
     train_set = ShardedSequences(info.root, "train")
 
     def batches(epoch: int, rank: int, world_size: int):
-        return batch_loader(train_set, recipe.batch_size, seed, epoch, rank, world_size)
+        return batch_loader(train_set, recipe.batch_size, job.seed, epoch, rank, world_size)
 
     print(
-        f"[train] {arch} seed {seed}: {count_parameters(model.backbone)} backbone parameters, {recipe.train_steps} "
-        f"steps of {recipe.batch_size} x {info.seq_len} steps ({model.tokens_per_step} tokens each), "
-        f"device {options.device}",
+        f"[train] {job.name} seed {job.seed}: {count_parameters(model.backbone)} backbone parameters, "
+        f"{recipe.train_steps} steps of {recipe.batch_size} x {info.seq_len} steps "
+        f"({model.tokens_per_step} tokens each), device {options.device}",
         flush=True,
     )
-    checkpoint_dir = options.checkpoint_dir(preset.name, results.arch_dirname(arch), seed)
-    trained = train(model, recipe, batches, checkpoint_dir, options, seed=seed)
+    checkpoint_dir = options.checkpoint_dir(preset.name, job.name, job.seed)
+    trained = train(model, recipe, batches, checkpoint_dir, options, seed=job.seed)
     print(
         f"[train] done: loss {trained.final_loss:.4f}, {trained.tokens_per_s:.0f} tokens/s, {trained.wall_s:.1f} s",
         flush=True,
@@ -302,9 +377,13 @@ def manifest(
     }
 
 
-def regenerate_leaderboard(out: str) -> None:
-    """Rewrite the leaderboard that sits beside the results folder `out` (`results/` -> `leaderboard.md`)."""
-    path, accepted, refused = write_leaderboard(out, Path(out).resolve().parent / "leaderboard.md")
+def regenerate_leaderboard(out: str | Path) -> None:
+    """Rewrite the leaderboard of the results folder `out`: the tracked `leaderboard.md` for the
+    repository's own `results/`, else `<out>/leaderboard.md` (a private folder never touches the
+    tracked one; compare with it by `python -m bench leaderboard --results results --results <out> --stdout`)."""
+    repo = Path(__file__).resolve().parents[1]
+    target = repo / "leaderboard.md" if Path(out).resolve() == repo / "results" else Path(out) / "leaderboard.md"
+    path, accepted, refused = write_leaderboard(out, target)
     n_accepted = sum(len(docs) for docs in accepted.values())
     print(f"[leaderboard] regenerated {path}: {n_accepted} result files, {len(refused)} refused", flush=True)
     for file, reason in refused:

@@ -19,6 +19,7 @@ import io
 import math
 import os
 import resource
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -193,6 +194,12 @@ def train(
     generator = torch.Generator().manual_seed(seed)
     checkpoint = Path(checkpoint_dir) / CHECKPOINT_NAME
     progress = Progress()
+    if checkpoint.exists() and not (options.resume or options.restart):
+        saved_step = torch.load(checkpoint, map_location="cpu", weights_only=False).get("step", "?")
+        raise BenchError(
+            f"{checkpoint} holds a run at step {saved_step} of {recipe.train_steps}; pass --resume to continue it "
+            "or --restart to start over (it is not overwritten otherwise)"
+        )
     if options.resume and checkpoint.exists():
         saved = torch.load(checkpoint, map_location=device, weights_only=False)
         model.load_state_dict(saved["model"])
@@ -256,6 +263,8 @@ def train(
     except KeyboardInterrupt:
         write_checkpoint()
         bar.close()
+        if rank == 0:
+            print(f"\ninterrupted: step {progress.step} saved to {checkpoint}", file=sys.stderr, flush=True)
         raise
     bar.close()
     wall = progress.wall_s + time.perf_counter() - started

@@ -107,3 +107,130 @@ class NotABackbone:
 
     def forward(self, x):
         return x
+
+
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype autocast computes in on x's device (x's own dtype outside autocast)."""
+    device = x.device.type
+    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+
+
+class ReturnsOnlyOutput(RunningSum):
+    """forward returns y alone, not (y, state)."""
+
+    def forward(self, x: torch.Tensor, state: State | None = None) -> torch.Tensor:
+        return super().forward(x, state)[0]
+
+
+class WideOutput(RunningSum):
+    """Outputs 2 x d_model features (its last projection does not map back to d_model)."""
+
+    def output(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        y = super().output(x, h)
+        return torch.cat([y, y], dim=-1)
+
+
+class DropsLastStep(RunningSum):
+    """forward returns L - 1 outputs (a shift that drops the last step)."""
+
+    def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        y, state = super().forward(x, state)
+        return y[:, :-1], state
+
+
+class LayerFirstState(RunningSum):
+    """Keeps its state as (layers, B, D), like nn.LSTM's hidden state: not batch-first."""
+
+    def init_state(self, batch_size: int, device: torch.device | str = "cpu") -> State:
+        return (torch.zeros(1, batch_size, self.d_model, device=device),)
+
+    def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        (h,) = self.init_state(x.shape[0], x.device) if state is None else state
+        sums = self.sums(x, h[0])
+        return self.output(x, sums), (sums[None, :, -1],)
+
+    def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        h = self.growth * state[0][0] + x
+        return self.output(x, h), (h[None],)
+
+
+class MiscountsState(RunningSum):
+    """state_size() reports twice the numbers its state holds."""
+
+    def state_size(self) -> int:
+        return 2 * self.d_model
+
+
+class StepWrongShape(RunningSum):
+    """step returns y of shape (B, 1, D) instead of (B, D)."""
+
+    def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        y, state = super().step(x, state)
+        return y[:, None], state
+
+
+class FloatInitState(RunningSum):
+    """init_state returns the Python float 0.0 (which broadcasts in forward) instead of a tensor."""
+
+    def init_state(self, batch_size: int, device: torch.device | str = "cpu") -> State:
+        return (0.0,)
+
+
+class MakesNaN(RunningSum):
+    """Takes the square root of the running sum, NaN wherever it is negative."""
+
+    def output(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        return super().output(x, torch.sqrt(h))
+
+
+class NoneIsNotInitState(RunningSum):
+    """forward with state=None starts the sum from ones, init_state from zeros."""
+
+    def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        if state is None:
+            state = (torch.ones(x.shape[0], self.d_model),)
+        return super().forward(x, state)
+
+
+class ForwardIgnoresState(RunningSum):
+    """forward always starts from init_state, whatever state it is given; step carries it."""
+
+    def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        return super().forward(x, None)
+
+
+class ReturnsFirstState(RunningSum):
+    """forward returns the state after the first step of the segment instead of the last."""
+
+    def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        (h,) = self.init_state(x.shape[0], x.device) if state is None else state
+        sums = self.sums(x, h)
+        return self.output(x, sums), (sums[:, 0],)
+
+
+class BF16State(RunningSum):
+    """Keeps its running sum in the compute dtype: bfloat16 under autocast."""
+
+    def sums(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        dtype = compute_dtype(x)
+        return super().sums(x.to(dtype), h.to(dtype))
+
+
+class CancelsInBF16(RunningSum):
+    """Feeds its MLP the difference of two projections of large inputs, up(h / 64 + 8) - up(8): close
+    to W h / 64 in float32, but in bfloat16 (spacing 1/16 at 8) much of h / 64 is rounded away."""
+
+    def output(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        offset = torch.full_like(h, 8.0)
+        return x + self.down(torch.tanh(self.up(h / 64 + offset) - self.up(offset)))
+
+
+class NaNInBF16(RunningSum):
+    """Adds lowest - lowest to its hidden activations, with lowest float32's lowest value in their dtype:
+    0 in float32, but in bfloat16 (whose range ends just short of float32's) lowest is -inf and the sum NaN.
+    It stands for code that uses torch.finfo(torch.float32).min as a mask value in the compute dtype."""
+
+    def output(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        hidden = self.up(h / 64)  # bfloat16 under autocast
+        lowest = torch.tensor(torch.finfo(torch.float32).min).to(hidden.dtype)
+        return x + self.down(torch.tanh(hidden + (lowest - lowest)))

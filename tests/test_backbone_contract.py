@@ -12,7 +12,7 @@ import torch
 from architectures import REGISTRY, SIZES, BackboneError, count_parameters, resolve
 from architectures.base import Backbone, State, map_state
 from architectures.rwkv7 import RWKV7
-from bench.presets import PRESETS
+from bench.presets import PRESETS, backbone_size
 
 D_MODEL = 32
 SMALL: dict[str, tuple[str, dict]] = {
@@ -150,7 +150,8 @@ def test_seed_fixes_the_weights(case):
 
 def test_every_registered_backbone_has_a_size_for_every_preset():
     assert set(SIZES) == set(REGISTRY)
-    assert all(set(sizes) == set(PRESETS) for sizes in SIZES.values())
+    needed = {backbone_size(preset) for preset in PRESETS.values()}  # smoke builds at tiny's size
+    assert all(set(sizes) == needed for sizes in SIZES.values())
 
 
 @pytest.mark.parametrize("name, preset", [(name, size) for name, sizes in SIZES.items() for size in sizes])

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
 import subprocess
 
 import pytest
+import torch
 from micro_digest import MICRO, recorded, result_digest, weights_digest
 
 from architectures import REGISTRY
@@ -16,7 +18,9 @@ from bench import run as run_mod
 from bench.errors import BenchError
 from bench.presets import get_preset
 from bench.report import results
+from bench.report.leaderboard import collect
 from bench.run import RunOptions, run, thin
+from tests.fixtures_results import make_result
 
 TINY = get_preset("tiny")
 
@@ -81,7 +85,7 @@ def test_cli_rejects_unknown_arch_preset_and_seed(capsys, tmp_path):
     assert cli.main(["run", "--arch", "nope", "--out", str(tmp_path)]) == 2
     assert "registered: " in capsys.readouterr().err
     assert cli.main(["run", "--arch", "gdn", "--preset", "huge"]) == 2
-    assert "choose from: tiny" in capsys.readouterr().err
+    assert "choose from: smoke, tiny" in capsys.readouterr().err
     with pytest.raises(BenchError, match="seeds"):
         run("gdn", MICRO, [-1], options(tmp_path))
 
@@ -159,3 +163,58 @@ def test_code_provenance_keeps_the_starting_commit_and_flags_changes_during_the_
     assert run_mod.code_provenance((a, False), (a, True)) == (a, True)
     assert run_mod.code_provenance((a, True), (a, False)) == (a, True)
     assert run_mod.code_provenance((None, None), (None, None)) == (None, None)
+
+
+def test_smoke_preset_runs_end_to_end_and_is_never_ranked(tmp_path):
+    (path,) = run("gdn", get_preset("smoke"), [0], options(tmp_path))
+    doc, reasons = results.load_result(path)
+    assert reasons == [] and doc["preset"] == "smoke" and doc["training"]["steps"] == 12
+    accepted, refused = collect(tmp_path / "results")
+    assert not accepted and "never ranked" in refused[0][1]
+
+
+def test_existing_checkpoint_is_never_overwritten_without_resume_or_restart(tmp_path):
+    run("gdn", MICRO, [0], options(tmp_path))
+    with pytest.raises(BenchError, match="--resume to continue it or --restart"):
+        run("gdn", MICRO, [0], dataclasses.replace(options(tmp_path), out=tmp_path / "again"))
+    restarted = dataclasses.replace(options(tmp_path), out=tmp_path / "restarted", restart=True)
+    (path,) = run("gdn", MICRO, [0], restarted)
+    assert results.load_result(path)[1] == []
+    with pytest.raises(BenchError, match="exclude each other"):
+        dataclasses.replace(options(tmp_path), resume=True, restart=True)
+
+
+def test_arch_kwargs_are_checked_recorded_and_name_a_variant(tmp_path):
+    with pytest.raises(BenchError, match="n_hedas not accepted by 'gdn'.*accepted: n_layers"):
+        run("gdn", MICRO, [0], options(tmp_path), arch_kwargs={"n_hedas": 8})
+    (path,) = run("gdn", MICRO, [0], options(tmp_path), arch_kwargs={"n_heads": 2})
+    doc, reasons = results.load_result(path)
+    assert reasons == [] and doc["arch"] == results.variant_name("gdn", {"n_heads": 2}) != "gdn"
+    assert doc["manifest"]["arch_kwargs"]["n_heads"] == 2 and path.parent.name == doc["arch"]
+
+
+def test_cli_refuses_nonsense_runtime_options(capsys):
+    for argv, words in (
+        (["--threads", "0"], "threads=0; accepted: a positive integer"),
+        (["--device", "nonsense"], "is not a torch device"),
+        (["--arch-kwargs", "[1]"], "expected a JSON object"),
+    ):
+        with pytest.raises(SystemExit) if argv[0] == "--arch-kwargs" else contextlib.nullcontext():
+            code = cli.main(["run", "--arch", "gdn", "--preset", "smoke", *argv])
+            assert code == 2
+        assert words in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert cli.main(["run", "--arch", "gdn", "--device", "cuda"]) == 2
+        assert "CUDA is not available here" in capsys.readouterr().err
+
+
+def test_leaderboard_of_several_folders_prints_without_writing(tmp_path, capsys):
+    first, second = tmp_path / "a", tmp_path / "b"
+    results.write_result(make_result("gdn", 0, 0.7), first)
+    results.write_result(make_result("gsa", 0, 0.5), second)
+    results.write_result(make_result("gdn", 0, 0.7), second)  # the same run twice
+    assert cli.main(["leaderboard", "--results", str(first), "--results", str(second), "--stdout"]) == 0
+    out = capsys.readouterr().out
+    assert "gsa" in out and out.count("the same preset, arch and seed as") == 1  # only the duplicate is refused
+    assert "the same preset, arch and seed as" in out
+    assert not (tmp_path / "leaderboard.md").exists()

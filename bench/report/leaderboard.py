@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import numpy as np
 from bench import metrics
 from bench.errors import BenchError
 from bench.io import atomic_write
-from bench.presets import DEFAULT_PRESET, PRESETS
+from bench.presets import DEFAULT_PRESET, PRESETS, RANKED
 from bench.report.results import iter_results
 from bench.report.validate import agent_episodes, validate_file
 
@@ -200,17 +201,31 @@ def preset_table(preset: str, docs: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def collect(root: Path) -> tuple[dict[str, list[dict]], list[tuple[Path, str]]]:
-    """Valid results by preset, and (path, reason) for every refused file."""
+def collect(roots: Path | Sequence[Path]) -> tuple[dict[str, list[dict]], list[tuple[Path, str]]]:
+    """Valid results of the ranked presets under `roots` by preset, and (path, reason) for every
+    refused file (invalid, not ranked, or the same run found twice)."""
     accepted: dict[str, list[dict]] = defaultdict(list)
     refused: list[tuple[Path, str]] = []
-    for path in iter_results(root):  # a file must lie at its own place, so no run counts twice
-        doc, reasons = validate_file(path)
+    seen: dict[tuple[str, str, int], Path] = {}
+    for path in [p for root in ([roots] if isinstance(roots, Path) else roots) for p in iter_results(root)]:
+        doc, reasons = validate_file(path)  # a file must lie at its own place, so no run counts twice
+        reasons = reasons or unranked(doc)
+        key = (doc["preset"], doc["arch"], doc["seed"]) if not reasons else None
+        if key in seen:
+            reasons = [f"the same preset, arch and seed as {seen[key]}"]
         if reasons:
             refused.append((path, reasons[0]))
         else:
+            seen[key] = path
             accepted[doc["preset"]].append(doc)
     return accepted, refused
+
+
+def unranked(doc: dict) -> list[str]:
+    """Why a valid result is not ranked: its preset is outside RANKED (smoke)."""
+    if doc["preset"] not in RANKED:
+        return [f"preset {doc['preset']!r} is never ranked (ranked: {', '.join(RANKED)})"]
+    return []
 
 
 def render(
@@ -262,12 +277,31 @@ def write_leaderboard(
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--results", type=Path, default=Path("results"), help="folder of result files")
-    parser.add_argument("--out", type=Path, default=Path("leaderboard.md"), help="Markdown file to write")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        action="append",
+        default=None,
+        help="folder of result files; repeat to rank several together, e.g. --results results --results mine "
+        "(default results)",
+    )
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--out", type=Path, default=Path("leaderboard.md"), help="Markdown file to write")
+    where.add_argument("--stdout", action="store_true", help="print the Markdown instead of writing a file")
 
 
 def main(args: argparse.Namespace) -> int:
-    path, accepted, refused = write_leaderboard(args.results, args.out)
+    roots = args.results or [Path("results")]
+    missing = [str(root) for root in roots if not root.is_dir()]
+    if missing:
+        raise BenchError(f"--results {missing[0]}: no such folder")
+    if args.stdout:
+        accepted, refused = collect(roots)
+        print(render(accepted, refused), end="")
+        return 0
+    if len(roots) > 1:
+        raise BenchError("several --results folders: print the combined leaderboard with --stdout")
+    path, accepted, refused = write_leaderboard(roots[0], args.out)
     print(f"wrote {path}: {sum(len(v) for v in accepted.values())} result files, {len(refused)} refused")
     for file, reason in refused:
         print(f"  refused {file}: {reason}")

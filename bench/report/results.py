@@ -8,6 +8,7 @@ reader (leaderboard, validator) can skip a bad file and say why. Writers go thro
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -220,6 +221,16 @@ def result_path(root: str | os.PathLike, preset: str, arch: str, seed: int) -> P
 def arch_dirname(arch: str) -> str:
     """A folder-safe name for an architecture given by short name or `pkg.module:Class` path."""
     return arch if _NAME.match(arch) else re.sub(r"[^A-Za-z0-9_.-]+", "-", arch).strip("-")
+
+
+def variant_name(arch: str, arch_kwargs: dict[str, Any]) -> str:
+    """The result name of `arch` built with constructor arguments `arch_kwargs` over its preset's:
+    `arch_dirname(arch)` itself when there are none, else with `_kw` and 8 hex digits of their digest
+    (so that a variant never shares a row, a folder or a checkpoint with the preset's backbone)."""
+    if not arch_kwargs:
+        return arch_dirname(arch)
+    digest = hashlib.sha256(json.dumps(arch_kwargs, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{arch_dirname(arch)}_kw{digest}"
 
 
 def write_result(doc: dict, root: str | os.PathLike = "results") -> Path:
