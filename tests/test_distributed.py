@@ -18,6 +18,7 @@ from unittest import mock
 
 import pytest
 import torch
+from micro_digest import MICRO
 
 from architectures.gdn import GatedDeltaNet
 from bench import distributed, rollout
@@ -26,7 +27,7 @@ from bench import train as T
 from bench.data import shards
 from bench.errors import BenchError
 from bench.model import ICRLModel
-from bench.presets import PRESETS, DataSpec, get_preset
+from bench.presets import PRESETS, get_preset
 from bench.report import results
 from bench.run import RunOptions, run
 
@@ -45,22 +46,9 @@ TRAIN_MICRO = dataclasses.replace(
         checkpoint_every=2,
     ),
 )
-# As tests/test_run.py: the name "tiny" keeps the backbones' settings; data and training shrink.
+# The micro run of tests/micro_digest.py, with shorter rollouts.
 RUN_MICRO = dataclasses.replace(
-    TINY,
-    data=DataSpec(
-        train_tasks=8, train_ns=(8, 8), seq_len=64, shard_size=4, test_ns=(1, 8), test_tasks_per_ns=3, valid_tasks=4
-    ),
-    recipe=dataclasses.replace(
-        TINY.recipe,
-        segment_len=32,
-        batch_size=4,
-        train_steps=3,
-        warmup_steps=1,
-        checkpoint_every=2,
-        eval_steps=300,
-        temperature=(1.0, 0.1, 300),
-    ),
+    MICRO, recipe=dataclasses.replace(MICRO.recipe, eval_steps=300, temperature=(1.0, 0.1, 300))
 )
 
 
