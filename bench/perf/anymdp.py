@@ -25,7 +25,7 @@ from bench.anymdp.solvers import (
     value_iteration,
 )
 from bench.errors import BenchError
-from bench.perf.common import best_time, official_single, ours_single, time_single_env_steps
+from bench.perf.common import best_time, official_single, ours_single, rate_row, time_single_env_steps
 from bench.report.table import format_table
 
 
@@ -67,18 +67,8 @@ def main(args: argparse.Namespace) -> int:
     rows: list[dict[str, object]] = []
 
     def add(benchmark: str, setting: str, seconds: tuple[float, float], count: int, unit: str) -> None:
-        wall, cpu = seconds
-        rows.append(
-            {
-                "benchmark": benchmark,
-                "setting": setting,
-                "seconds": wall,
-                "rate": count / wall,
-                "unit": unit,
-                "cpu seconds": cpu,
-                "rate by cpu": count / cpu,
-            }
-        )
+        rows.append(rate_row(benchmark, setting, seconds, count, unit))
+        wall = seconds[0]
         print(f"  {benchmark}: {setting}: {wall:.4g} s", flush=True)
 
     sampled = sampler_rows(quick, seed)

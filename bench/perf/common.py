@@ -94,3 +94,17 @@ def official_single(task):
     env = OfficialEnv(max_steps=task.horizon)
     env.set_task(to_official(task))
     return (lambda: env.reset()), (lambda a: any(env.step(a)[2:4]))
+
+
+def rate_row(benchmark: str, setting: str, seconds: tuple[float, float | None], count: int, unit: str) -> dict:
+    """A table row of a timed benchmark: (wall, CPU) seconds for `count` units, and the rates."""
+    wall, cpu = seconds
+    return {
+        "benchmark": benchmark,
+        "setting": setting,
+        "seconds": wall,
+        "rate": count / wall,
+        "unit": unit,
+        "cpu seconds": cpu if cpu is not None else "",
+        "rate by cpu": count / cpu if cpu else "",
+    }

@@ -26,7 +26,7 @@ from bench.data import split as sp
 from bench.data.loader import ShardedSequences, batch_loader
 from bench.data.synth import synthesize
 from bench.errors import BenchError
-from bench.perf.common import best_time, official_single, time_single_env_steps
+from bench.perf.common import best_time, official_single, rate_row, time_single_env_steps
 from bench.presets import PRESETS
 from bench.report.table import format_table
 
@@ -54,18 +54,8 @@ def main(args: argparse.Namespace) -> int:
     rows: list[dict[str, object]] = []
 
     def add(benchmark: str, setting: str, seconds: tuple[float, float | None], count: int, unit: str) -> None:
-        wall, cpu = seconds
-        rows.append(
-            {
-                "benchmark": benchmark,
-                "setting": setting,
-                "seconds": wall,
-                "rate": count / wall,
-                "unit": unit,
-                "cpu seconds": cpu if cpu is not None else "",
-                "rate by cpu": count / cpu if cpu else "",
-            }
-        )
+        rows.append(rate_row(benchmark, setting, seconds, count, unit))
+        wall = seconds[0]
         print(f"  {benchmark}: {setting}: {count / wall:.4g} {unit}", flush=True)
 
     seq_len = 512 if args.quick else 1024
