@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check-arch": ("bench.check_arch", "run the conformance checks on a backbone"),
     "perf": ("bench.perf", "run the speed benchmarks and print tables"),
     "run": ("bench.run", "train a backbone on a preset, evaluate it in context and write its result file"),
+    "eval": ("bench.eval_command", "roll out a trained checkpoint on a suite of tasks (test, valid, fresh)"),
     "data": ("bench.data.command", "build, verify and describe the DPD training data of a preset"),
     "fidelity": ("bench.anymdp.fidelity", "compare our AnyMDP generator with the official one (needs xenoverse)"),
     "leaderboard": ("bench.report.leaderboard", "regenerate leaderboard.md from the validated result files"),

@@ -32,13 +32,20 @@ def task_gaps(tasks: Sequence[Task]) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 
 def summarize_rollout(
-    result: Rollout, tasks: Sequence[Task], j_rand: np.ndarray, j_opt: np.ndarray, preset: Preset, seed: int
+    result: Rollout,
+    tasks: Sequence[Task],
+    j_rand: np.ndarray,
+    j_opt: np.ndarray,
+    preset: Preset,
+    seed: int,
+    groups: Sequence[str] | None = None,
 ) -> dict:
-    """One agent's result entry (`metrics.agent_record`): summaries overall and per ns group, and
-    the per-task episode record they come from."""
+    """One agent's result entry (`metrics.agent_record`): summaries overall and per group (ns unless
+    `groups` labels each task), and the per-task episode record they come from."""
     ep = metrics.episodes(result.rewards, result.dones, result.steps)
     ns = np.array([task.ns for task in tasks])
-    return metrics.agent_record(ep, ns, j_rand, j_opt, preset.recipe.few_shot_episodes, BOOTSTRAP_SAMPLES, seed)
+    k = preset.recipe.few_shot_episodes
+    return metrics.agent_record(ep, ns, j_rand, j_opt, k, BOOTSTRAP_SAMPLES, seed, groups)
 
 
 def interactive_eval(
@@ -51,12 +58,15 @@ def interactive_eval(
     device: torch.device | str = "cpu",
     steps: int | None = None,
     log=print,
+    groups: Sequence[str] | None = None,
 ) -> dict:
     """Roll out the model and the oracle, random and TQL-UCB baselines on the same tasks (each
-    with the same environment seed) and summarise; the `interactive` record of a result file."""
+    with the same environment seed) and summarise; the `interactive` record of a result file.
+    `groups` labels each task's group (default: its ns)."""
     steps = preset.recipe.eval_steps if steps is None else steps
     j_rand, j_opt, keep = task_gaps(tasks)
     kept = [task for task, k in zip(tasks, keep) if k]
+    kept_groups = None if groups is None else [g for g, k in zip(groups, keep) if k]
     if not kept:
         raise BenchError(f"every one of the {len(tasks)} test tasks has a negligible J_opt - J_rand gap")
     j_rand, j_opt = j_rand[keep], j_opt[keep]
@@ -72,7 +82,7 @@ def interactive_eval(
     model.eval()
     for name, agent in agents.items():
         result = rollout(agent, kept, steps, seed, preset.recipe.temperature, prompt_id, tag_id, device)
-        out[name] = summarize_rollout(result, kept, j_rand, j_opt, preset, seed)
+        out[name] = summarize_rollout(result, kept, j_rand, j_opt, preset, seed, kept_groups)
         overall = out[name]["overall"]
         log(
             f"  {name:8s} d first quarter {overall['first_quarter']:.3f}  last quarter {overall['last_quarter']:.3f}"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -314,8 +315,10 @@ def summarize_groups(
     few_shot_episodes: int,
     bootstrap_samples: int,
     seed: int,
+    labels: Sequence[str] | None = None,
 ) -> dict:
-    """{"overall": Summary, "groups": {"ns=<n>": Summary}} of one agent's scored episodes."""
+    """{"overall": Summary, "groups": {label: Summary}} of one agent's scored episodes; a task's
+    group label is "ns=<n>" unless `labels` gives one per task (groups then keep first-seen order)."""
     ns, j_rand, j_opt = np.asarray(ns), np.asarray(j_rand, dtype=np.float64), np.asarray(j_opt, dtype=np.float64)
 
     def summary(index: np.ndarray) -> dict:
@@ -323,7 +326,15 @@ def summarize_groups(
             ep.select(index), j_rand[index], j_opt[index], few_shot_episodes, bootstrap_samples, seed
         )
 
-    groups = {f"ns={n}": summary(np.flatnonzero(ns == n)) for n in sorted(set(ns.tolist()))}
+    if labels is None:
+        labels = [f"ns={n}" for n in ns.tolist()]
+        order = [f"ns={n}" for n in sorted(set(ns.tolist()))]
+    else:
+        if len(labels) != ep.n_tasks:
+            raise BenchError(f"labels: {len(labels)} given for {ep.n_tasks} tasks")
+        order = list(dict.fromkeys(labels))
+    label_array = np.asarray(labels, dtype=object)
+    groups = {label: summary(np.flatnonzero(label_array == label)) for label in order}
     return {"overall": summary(np.arange(ep.n_tasks)), "groups": groups}
 
 
@@ -344,6 +355,7 @@ def agent_record(
     few_shot_episodes: int,
     bootstrap_samples: int,
     seed: int,
+    labels: Sequence[str] | None = None,
 ) -> dict:
     """One agent's entry in a result file: the summaries and the per-task episode record (with
     each task's ns, J_rand and J_opt) they are computed from, so that they can be recomputed.
@@ -352,7 +364,7 @@ def agent_record(
     the summaries are computed from the rounded values, so the short decimal form stored in the
     file is exactly what they were computed from."""
     ep = dataclasses.replace(ep, ret=_significant(ep.ret, RECORD_DIGITS))
-    record = summarize_groups(ep, ns, j_rand, j_opt, few_shot_episodes, bootstrap_samples, seed)
+    record = summarize_groups(ep, ns, j_rand, j_opt, few_shot_episodes, bootstrap_samples, seed, labels)
     record["tasks"] = {
         "ns": np.asarray(ns).tolist(),
         "j_rand": np.asarray(j_rand, dtype=np.float64).tolist(),

@@ -9,11 +9,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 LEAVES = {"bench.errors", "bench.io", "bench.presets", "bench.options", "bench.distributed", "bench.metrics"}
-COMMANDS = {"bench.cli", "bench.__main__", "bench.run", "bench.check_arch", "bench.demo", "bench.data.command",
-            "bench.anymdp.fidelity"}  # fmt: skip
+COMMANDS = {"bench.cli", "bench.__main__", "bench.run", "bench.eval_command", "bench.check_arch", "bench.demo",
+            "bench.data.command", "bench.anymdp.fidelity"}  # fmt: skip
 STAGES = [
     ("bench.anymdp",),
-    ("bench.data",),
+    ("bench.data", "bench.suites"),
     ("bench.recipe",),
     ("architectures", "bench.model"),
     ("bench.train", "bench.rollout"),

@@ -1,7 +1,9 @@
 """The frozen task split: every train, valid and test task derives from (split seed, role, index).
 
 A task seed is the bit field `split_seed << 32 | role << 30 | index` (index < 2**30), so the
-train, valid and test seed ranges are disjoint by construction, whatever the preset sizes. Test
+train, valid and test seed ranges are disjoint by construction, whatever the preset sizes. The
+fourth role, "fresh", is never published: `nonce << 64 | split_seed << 32 | 3 << 30 | index` gives
+a new set of test-like tasks per nonce, disjoint from the split and from every other nonce. Test
 indices are `ns << 20 | j` for the j-th task of an ns group: a test group is the same set of tasks
 in every preset with the same split seed (smaller presets take a prefix of each group).
 The state count of a train or valid task is drawn inside `DataSpec.train_ns` from a stream of the
@@ -23,10 +25,13 @@ from bench.data.behavior import check_policy_weights
 from bench.errors import BenchError
 from bench.presets import DataSpec, Preset
 
-ROLES = {"train": 0, "valid": 1, "test": 2}
+ROLES = {"train": 0, "valid": 1, "test": 2, "fresh": 3}
 INDEX_BITS = 30
 TEST_NS_SHIFT = 20
 MAX_NS = 1 << (INDEX_BITS - TEST_NS_SHIFT)
+FRESH_NONCE_SHIFT = 64
+MAX_NONCE = 1 << 32
+"""Fresh-task nonces are ints in [0, MAX_NONCE)."""
 MIN_NS = 8
 """Smallest AnyMDP state count (ns = 1, a bandit, is allowed for test groups only)."""
 NS_STREAM = 1
@@ -102,10 +107,23 @@ def valid_task(preset: Preset, i: int) -> Task:
 
 def test_task_specs(preset: Preset) -> list[tuple[int, int, int]]:
     """(ns, na, seed) of every test task, grouped by ns in `test_ns` order."""
+    return _grouped_specs(preset, "test")
+
+
+def fresh_task_specs(preset: Preset, nonce: int) -> list[tuple[int, int, int]]:
+    """(ns, na, seed) of the never-published tasks of `nonce`: the test split's ns groups and sizes,
+    from the "fresh" role with the nonce above bit 64 (disjoint from train, valid, test, other nonces)."""
+    if isinstance(nonce, bool) or not isinstance(nonce, (int, np.integer)) or not 0 <= nonce < MAX_NONCE:
+        raise BenchError(f"nonce must be an int in [0, 2**32); got {nonce!r}")
+    return [(ns, na, int(nonce) << FRESH_NONCE_SHIFT | seed) for ns, na, seed in _grouped_specs(preset, "fresh")]
+
+
+def _grouped_specs(preset: Preset, role: str) -> list[tuple[int, int, int]]:
+    """(ns, na, seed) of role's tasks indexed `ns << TEST_NS_SHIFT | j`, grouped by ns in `test_ns` order."""
     check_data_spec(preset)
     spec = preset.data
     return [
-        (ns, spec.na, task_seed(preset, "test", ns << TEST_NS_SHIFT | j))
+        (ns, spec.na, task_seed(preset, role, ns << TEST_NS_SHIFT | j))
         for ns in spec.test_ns
         for j in range(spec.test_tasks_per_ns)
     ]

@@ -1,0 +1,234 @@
+"""`python -m bench eval`: roll out a trained checkpoint on a suite of tasks, without retraining.
+
+    python -m bench eval --arch gdn --suite valid            # tune on valid, never on test
+    python -m bench eval --result results/tiny/gdn/seed0.json --suite fresh --nonce 7
+
+The checkpoint is the one `bench run` left at `<run-dir>/<preset>/<arch>/seed<k>/checkpoint.pt`.
+The model and the oracle, random and TQL-UCB baselines are rolled out on the same tasks (suites in
+`bench.suites`). The record goes to `<run-dir>/<preset>/<arch>/seed<k>/eval/<suite>.json`
+(or `--out`); `fresh` also rolls out the test suite and prints the test - fresh difference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from architectures import REGISTRY
+from bench import metrics
+from bench.data.behavior import N_TAGS, PROMPT_ORACLE, TAG_UNKNOWN
+from bench.errors import BenchError
+from bench.evaluate import interactive_eval
+from bench.io import atomic_write_json
+from bench.model import ICRLModel, build_model
+from bench.options import RunOptions
+from bench.presets import DEFAULT_PRESET, PRESETS, Preset, get_preset
+from bench.report import results
+from bench.run import check_device, git_state, parse_arch_kwargs
+from bench.suites import SUITES, Suite, load_suite
+from bench.train import CHECKPOINT_NAME
+
+KIND = "anymdp-bench-eval"
+SCHEMA_VERSION = 1
+COMPARISON_SAMPLES = 4000
+"""Bootstrap resamples of the test - fresh difference interval."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """The trained run to evaluate."""
+
+    arch: str
+    """What builds the backbone: a registered name or `pkg.module:Class`."""
+    arch_kwargs: dict[str, Any]
+    """Constructor arguments over the size's."""
+    name: str
+    """The run's folder name (the result's `arch`: a variant name for overrides)."""
+    preset: Preset
+    seed: int
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--arch", help=f"backbone: {', '.join(REGISTRY)} or pkg.module:Class")
+    source.add_argument("--result", help="a result file: evaluate the checkpoint of the run that wrote it")
+    parser.add_argument("--preset", default=None, help=f"with --arch: {', '.join(PRESETS)} (default {DEFAULT_PRESET})")
+    parser.add_argument("--seed", type=int, default=None, help="with --arch: the run's seed (default 0)")
+    parser.add_argument("--arch-kwargs", type=parse_arch_kwargs, default=None, help="with --arch: as in bench run")
+    parser.add_argument("--suite", required=True, choices=SUITES, help="tasks to roll out on")
+    parser.add_argument("--nonce", type=int, default=None, help="with --suite fresh: which fresh tasks (0 to 2**32-1)")
+    parser.add_argument("--steps", type=int, default=None, help="rollout steps per task (default: the preset's)")
+    parser.add_argument("--run-dir", default="runs", help="checkpoint folder (default runs)")
+    parser.add_argument("--out", default=None, help="eval record path (default: beside the checkpoint, eval/)")
+    parser.add_argument("--partial", action="store_true", help="accept the checkpoint of an unfinished run")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+
+
+def main(args: argparse.Namespace) -> int:
+    check_device(args.device)
+    if args.result is not None:
+        if args.preset is not None or args.seed is not None or args.arch_kwargs is not None:
+            raise BenchError("--result names the preset, seed and backbone; drop --preset, --seed and --arch-kwargs")
+        target = target_of_result(Path(args.result))
+    else:
+        preset = get_preset(args.preset or DEFAULT_PRESET)
+        seed = 0 if args.seed is None else args.seed
+        if seed < 0:
+            raise BenchError(f"--seed {seed}: accepted: a non-negative integer")
+        kwargs = args.arch_kwargs or {}
+        target = Target(args.arch, kwargs, results.variant_name(args.arch, kwargs), preset, seed)
+    if args.steps is not None and args.steps < 4:
+        raise BenchError(f"--steps {args.steps}: accepted: an integer >= 4 (scores compare quarters of the rollout)")
+    suite = load_suite(args.suite, target.preset, args.nonce)  # bad --nonce fails before any loading
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    checkpoint = RunOptions(run_dir=Path(args.run_dir)).checkpoint_dir(target.preset.name, target.name, target.seed)
+    model, step = load_checkpoint(target, checkpoint / CHECKPOINT_NAME, args.partial, device)
+    record = evaluate_suite(model, target, suite, args.steps, device)
+    print(group_table(record), flush=True)
+    comparison = None
+    if args.suite == "fresh":
+        test = evaluate_suite(model, target, load_suite("test", target.preset), args.steps, device)
+        comparison = compare(test, record, target.seed)
+        print(comparison_line(comparison), flush=True)
+    out = Path(args.out) if args.out else checkpoint / "eval" / f"{suite.name}.json"
+    commit, dirty = git_state()
+    atomic_write_json(
+        out,
+        {
+            "schema_version": SCHEMA_VERSION,
+            "kind": KIND,
+            "preset": target.preset.name,
+            "preset_digest": target.preset.digest(),
+            "arch": target.name,
+            "seed": target.seed,
+            "suite": suite.name,
+            "nonce": args.nonce,
+            "checkpoint": {"path": str(checkpoint / CHECKPOINT_NAME), "step": step},
+            "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "command": list(sys.argv),
+            "git_commit": commit,
+            "git_dirty": dirty,
+            "interactive": record,
+            "test_minus_fresh": comparison,
+        },
+    )
+    print(f"[eval] wrote {out}", flush=True)
+    return 0
+
+
+def target_of_result(path: Path) -> Target:
+    """The run behind a result file: its preset, seed, run name and the backbone it built."""
+    doc, reasons = results.load_result(path)
+    if doc is None or reasons:
+        raise BenchError(f"{path} is not a valid result file: {reasons[0] if reasons else 'unreadable'}")
+    preset = get_preset(doc["preset"])
+    if doc["manifest"]["preset_digest"] != preset.digest():
+        raise BenchError(
+            f"{path} was made with another definition of preset {preset.name!r}; its run cannot be rebuilt"
+        )
+    arch_class = doc["manifest"]["arch_class"]
+    shipped = {target: name for name, target in REGISTRY.items()}
+    return Target(shipped.get(arch_class, arch_class), doc["manifest"]["arch_kwargs"], doc["arch"], preset, doc["seed"])
+
+
+def load_checkpoint(target: Target, path: Path, partial: bool, device: str) -> tuple[ICRLModel, int]:
+    """The model of `target` with the checkpoint's weights, and the checkpoint's step."""
+    preset = target.preset
+    if not path.exists():
+        raise BenchError(
+            f"no checkpoint at {path}: train it first (python -m bench run --arch {target.arch} --preset {preset.name} "
+            f"--seed {target.seed}), or point --run-dir at the folder that holds it"
+        )
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    step, total = int(saved.get("step", -1)), preset.recipe.train_steps
+    if step < total and not partial:
+        raise BenchError(
+            f"{path} is at step {step} of {total}: the run has not finished (resume it with bench run --resume, "
+            "or pass --partial to evaluate it as it is)"
+        )
+    model, _ = build_model(
+        target.arch, preset, seed=target.seed, n_prompts=N_TAGS, n_tags=N_TAGS, overrides=target.arch_kwargs
+    )
+    try:
+        model.load_state_dict(saved["model"])
+    except RuntimeError as err:
+        first = str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else str(err)
+        raise BenchError(f"{path} does not fit the model of {target.name} at {preset.name}: {first}") from None
+    return model.to(device), step
+
+
+def evaluate_suite(model: ICRLModel, target: Target, suite: Suite, steps: int | None, device: str) -> dict:
+    """The `interactive` record of the model and the baselines on the suite's tasks."""
+    steps = target.preset.recipe.eval_steps if steps is None else steps
+    print(f"[eval] {target.name} seed {target.seed}: suite {suite.name}, {len(suite.tasks)} tasks x {steps} steps")
+    return interactive_eval(
+        model,
+        suite.tasks,
+        target.preset,
+        target.seed,
+        PROMPT_ORACLE,
+        TAG_UNKNOWN,
+        device,
+        steps=steps,
+        groups=suite.groups,
+    )
+
+
+def last_quarter_scores(record: dict, agent: str = "model") -> np.ndarray:
+    """Per-task mean normalised return of the episodes starting in the last quarter of the rollout."""
+    ep = metrics.Episodes.from_record(record["agents"][agent]["tasks"], record["eval_steps"])
+    tasks = record["agents"][agent]["tasks"]
+    scores = metrics.episode_scores(ep, np.asarray(tasks["j_rand"]), np.asarray(tasks["j_opt"]))
+    steps = ep.steps
+    quarter = steps // 4
+    return metrics.task_means(ep, scores, np.array([steps - quarter, steps]))[:, 0]
+
+
+def compare(test: dict, fresh: dict, seed: int) -> dict:
+    """The model's last-quarter score on test and on fresh tasks, and test - fresh with a bootstrap
+    95 % interval (tasks resampled within each suite)."""
+    a, b = last_quarter_scores(test), last_quarter_scores(fresh)
+    a, b = a[~np.isnan(a)], b[~np.isnan(b)]
+    rng = np.random.default_rng([seed, COMPARISON_SAMPLES])
+    diffs = a[rng.integers(len(a), size=(COMPARISON_SAMPLES, len(a)))].mean(1) - b[
+        rng.integers(len(b), size=(COMPARISON_SAMPLES, len(b)))
+    ].mean(1)
+    lo, hi = np.quantile(diffs, [(1 - metrics.CI_LEVEL) / 2, (1 + metrics.CI_LEVEL) / 2])
+    return {
+        "metric": "model last-quarter mean normalised score per task",
+        "test": float(a.mean()),
+        "fresh": float(b.mean()),
+        "difference": float(a.mean() - b.mean()),
+        "ci": [float(lo), float(hi)],
+        "bootstrap_samples": COMPARISON_SAMPLES,
+    }
+
+
+def comparison_line(comparison: dict) -> str:
+    lo, hi = comparison["ci"]
+    return (
+        f"[eval] model last quarter: test {comparison['test']:.3f}, fresh {comparison['fresh']:.3f}, "
+        f"test - fresh {comparison['difference']:+.3f} (95 % CI [{lo:+.3f}, {hi:+.3f}])"
+    )
+
+
+def group_table(record: dict) -> str:
+    """Last-quarter score of each agent, overall and per group, as an aligned text table."""
+    agents = list(record["agents"])
+    names = ["overall", *record["agents"]["model"]["groups"]]
+    lines = [f"{'group':14s}" + "".join(f"{agent:>10s}" for agent in agents)]
+    for name in names:
+        cells = []
+        for agent in agents:
+            entry = record["agents"][agent]
+            value = (entry["overall"] if name == "overall" else entry["groups"][name])["last_quarter"]
+            cells.append(f"{value:10.3f}")
+        lines.append(f"{name:14s}" + "".join(cells))
+    return "last-quarter mean normalised score (0 = uniform random, 1 = oracle)\n" + "\n".join(lines)
