@@ -15,7 +15,7 @@ $(STAMP):
 	# torch first and pinned: this version is a CPU build on the project's machines;
 	# an unpinned torch would pull a multi-GB CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev,official]'
+	$(PY) -m pip install -q -e '.[dev,official,logs]'
 	rm -f $(VENV)/.installed-*
 	touch $@
 

@@ -186,15 +186,13 @@ def sum_across_ranks(tensor: torch.Tensor, what: str) -> torch.Tensor:
     return total
 
 
-def mean_across_ranks(value: float, device: torch.device | str = "cpu") -> float:
-    """The mean of a float over ranks (every rank gets the same number)."""
+def mean_across_ranks(values: list[float], device: torch.device | str = "cpu") -> list[float]:
+    """The mean of each float over ranks, in one collective (every rank gets the same numbers)."""
     world_size = dist_info()[1]
     if world_size == 1:
-        return value
-    return (
-        float(sum_across_ranks(torch.tensor([value], dtype=torch.float64, device=device), "the loss average"))
-        / world_size
-    )
+        return list(values)
+    summed = sum_across_ranks(torch.tensor(values, dtype=torch.float64, device=device), "the loss average")
+    return [float(v) / world_size for v in summed.cpu()]
 
 
 def collective(what: str, fn: Callable[[], T]) -> T:

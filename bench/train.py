@@ -37,6 +37,7 @@ from bench.model import ICRLModel
 from bench.options import RunOptions
 from bench.presets import RecipeSpec
 from bench.recipe import LOSS_TERMS, position_weights, prepare_batch, segments, step_losses, term_weights, weighted_sums
+from bench.train_log import TrainLog
 
 CHECKPOINT_NAME = "checkpoint.pt"
 FINAL_LR_FRACTION = 0.1
@@ -103,9 +104,10 @@ def train_step(
     recipe: RecipeSpec,
     generator: torch.Generator,
     device: torch.device,
-) -> float:
-    """Forward/backward over every segment of one batch (gradients accumulate); returns the loss.
-    `model` may be a DistributedDataParallel wrapper of `core`."""
+) -> dict[str, float]:
+    """Forward/backward over every segment of one batch (gradients accumulate); returns the weighted
+    loss ("loss") and each term's weighted mean (`LOSS_TERMS`: policy cross-entropy, next-observation
+    cross-entropy, reward MSE), averaged over ranks. `model` may be a DDP wrapper of `core`."""
     prepared = {
         k: v.to(device)
         for k, v in prepare_batch(batch, core.mask_id, recipe.obs_mask_prob, generator, dist_info()).items()
@@ -118,6 +120,7 @@ def train_step(
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     state = None
     total = 0.0
+    parts = dict.fromkeys(LOSS_TERMS, 0.0)
     last_start = (length - 1) // recipe.segment_len * recipe.segment_len
     for start, segment in segments(prepared, recipe.segment_len):
         sync = contextlib.nullcontext() if start == last_start or not hasattr(model, "no_sync") else model.no_sync()
@@ -130,7 +133,10 @@ def train_step(
             loss.backward()
         state = detach_state(state)
         total += float(loss.detach())
-    return distributed.mean_across_ranks(total, device)
+        for k in sums:
+            parts[k] += float(sums[k].detach() / totals[k])
+    means = distributed.mean_across_ranks([total, *parts.values()], device)
+    return dict(zip(("loss", *parts), means))
 
 
 def save_checkpoint(path: Path, payload: dict) -> None:
@@ -178,8 +184,9 @@ def train(
     """Run the recipe on `model` (in place) for `recipe.train_steps` optimiser steps.
 
     `checkpoint_dir` holds `checkpoint.pt` (written atomically by rank 0; read back with
-    `options.resume`); `seed` seeds observation masking (data order and weights are seeded by their
-    builders); `on_step(step)` is called after each optimiser step (tests use it to interrupt)."""
+    `options.resume`) and the live log `metrics.csv` (`bench.train_log`); `seed` seeds observation
+    masking (data order and weights are seeded by their builders); `on_step(step)` is called after
+    each optimiser step (tests use it to interrupt)."""
     options = options or RunOptions()
     rank, world_size = dist_info()
     if recipe.batch_size % world_size:
@@ -236,10 +243,13 @@ def train(
     )
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    log = TrainLog(Path(checkpoint_dir), progress.step) if rank == 0 else None
     model.train()
     try:
         for batch in _remaining_batches(batches, progress, recipe.train_steps, rank, world_size):
-            loss = train_step(wrapped, model, batch, recipe, generator, device)
+            losses = train_step(wrapped, model, batch, recipe, generator, device)
+            loss = losses["loss"]
+            lr = scheduler.get_last_lr()[0]
             if not math.isfinite(loss):
                 optimizer.zero_grad(set_to_none=True)
                 kept = f"last good checkpoint: {checkpoint}" if checkpoint.exists() else "no checkpoint was written yet"
@@ -254,7 +264,11 @@ def train(
             progress.tokens += batch["obs"].numel() * model.tokens_per_step * world_size
             progress.loss_curve.append((progress.step, loss))
             elapsed = time.perf_counter() - started
-            bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{(progress.tokens - start_tokens) / max(elapsed, 1e-9):.0f}")
+            tokens_per_s = (progress.tokens - start_tokens) / max(elapsed, 1e-9)
+            bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tokens_per_s:.0f}")
+            if log is not None:
+                wall_s = progress.wall_s + elapsed
+                log.write({"step": progress.step, **losses, "lr": lr, "tokens_per_s": tokens_per_s, "wall_s": wall_s})
             bar.update(1)
             if progress.step % recipe.checkpoint_every == 0 or progress.step == recipe.train_steps:
                 write_checkpoint()
@@ -266,6 +280,9 @@ def train(
         if rank == 0:
             print(f"\ninterrupted: step {progress.step} saved to {checkpoint}", file=sys.stderr, flush=True)
         raise
+    finally:
+        if log is not None:
+            log.close()
     bar.close()
     wall = progress.wall_s + time.perf_counter() - started
     return TrainResult(

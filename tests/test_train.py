@@ -14,6 +14,7 @@ from bench.errors import BenchError
 from bench.model import ICRLModel
 from bench.options import RunOptions
 from bench.presets import get_preset
+from bench.train_log import LOG_NAME, read_log, tensorboard_available
 
 MICRO = dataclasses.replace(
     get_preset("tiny"),
@@ -61,8 +62,9 @@ def source(n_batches: int = 3, seed: int = 0):
     return batches
 
 
-def train(model, recipe, batches, checkpoint_dir, resume: bool = False, **kw) -> T.TrainResult:
-    return T.train(model, recipe, batches, checkpoint_dir, RunOptions(progress=False, threads=1, resume=resume), **kw)
+def train(model, recipe, batches, checkpoint_dir, resume: bool = False, restart: bool = False, **kw) -> T.TrainResult:
+    options = RunOptions(progress=False, threads=1, resume=resume, restart=restart)
+    return T.train(model, recipe, batches, checkpoint_dir, options, **kw)
 
 
 def weights(model: torch.nn.Module) -> list[torch.Tensor]:
@@ -107,7 +109,7 @@ def test_chunked_loss_equals_whole_sequence_loss():
     for segment_len in (8, 24):
         recipe = dataclasses.replace(MICRO.recipe, segment_len=segment_len, obs_mask_prob=0.0)
         model = micro_model()
-        loss = T.train_step(model, model, synthetic_batch(1), recipe, torch.Generator(), torch.device("cpu"))
+        loss = T.train_step(model, model, synthetic_batch(1), recipe, torch.Generator(), torch.device("cpu"))["loss"]
         results.append((loss, model.policy_head.bias.grad.clone()))
     (loss_a, head_a), (loss_b, head_b) = results
     assert loss_a == pytest.approx(loss_b, rel=1e-5)
@@ -143,6 +145,41 @@ def test_resume_after_interrupt_gives_identical_weights(tmp_path):
     result = train(resumed, recipe, source(), tmp_path / "resumed", resume=True)
     assert result.steps == 6 and len(result.loss_curve) == 6
     assert all(torch.equal(x, y) for x, y in zip(weights(full), weights(resumed)))
+
+
+def test_live_log_has_every_step_once_across_a_crash_and_resume(tmp_path):
+    """metrics.csv (and TensorBoard, when installed) after a crash one step past the checkpoint and a
+    resume: the steps that were trained again appear once, with the numbers of an unbroken run."""
+    recipe = MICRO.recipe  # 6 steps, checkpoint every 2
+    train(micro_model(), recipe, source(), tmp_path / "full")
+
+    def crash(step: int) -> None:
+        if step == 3:  # a crash (not Ctrl-C): no checkpoint is written, the last one is at step 2
+            raise RuntimeError("power cut")
+
+    with pytest.raises(RuntimeError):
+        train(micro_model(), recipe, source(), tmp_path / "resumed", on_step=crash)
+    assert [row["step"] for row in read_log(tmp_path / "resumed" / LOG_NAME)] == [1, 2, 3]
+    train(micro_model(seed=5), recipe, source(), tmp_path / "resumed", resume=True)
+    full, resumed = read_log(tmp_path / "full" / LOG_NAME), read_log(tmp_path / "resumed" / LOG_NAME)
+    assert [row["step"] for row in resumed] == [1, 2, 3, 4, 5, 6]
+    exact = ("step", "loss", "policy", "obs", "reward", "lr")
+    assert [{k: r[k] for k in exact} for r in resumed] == [{k: r[k] for k in exact} for r in full]
+    assert resumed[-1]["lr"] == pytest.approx(recipe.lr * T.lr_factor(5, recipe.warmup_steps, recipe.train_steps))
+    assert all(r["wall_s"] > 0 and r["tokens_per_s"] > 0 for r in resumed)
+    weighted = sum(w * resumed[0][k] for w, k in zip(recipe.loss_weights, ("policy", "obs", "reward")))
+    assert weighted == pytest.approx(resumed[0]["loss"], rel=1e-6)
+    if tensorboard_available():
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        board = EventAccumulator(str(tmp_path / "resumed" / "tensorboard"))
+        board.Reload()
+        events = board.Scalars("train/loss")
+        assert [e.step for e in events] == [1, 2, 3, 4, 5, 6]
+        assert [e.value for e in events] == pytest.approx([r["loss"] for r in full], rel=1e-6)
+    # a run started over begins a new log
+    train(micro_model(), dataclasses.replace(recipe, train_steps=2), source(), tmp_path / "resumed", restart=True)
+    assert [row["step"] for row in read_log(tmp_path / "resumed" / LOG_NAME)] == [1, 2]
 
 
 def test_nan_loss_stops_and_names_the_step(tmp_path):
