@@ -71,7 +71,9 @@ def interactive_eval(
         raise BenchError(f"every one of the {len(tasks)} test tasks has a negligible J_opt - J_rand gap")
     j_rand, j_opt = j_rand[keep], j_opt[keep]
     n_obs = max(task.ns for task in kept)
-    na = preset.data.na
+    if len({task.na for task in kept}) != 1:
+        raise BenchError(f"tasks of one rollout must share their action count; got {sorted({t.na for t in kept})}")
+    na = kept[0].na  # the baselines act in the task's own action space; the model maps by modulo
     agents: dict[str, SteppingAgent] = {
         "model": model,
         "oracle": OracleAgent(kept),

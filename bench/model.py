@@ -44,6 +44,8 @@ class StepState:
     """The backbone's recurrent state."""
     started: bool = False
     """True once the first step of the stream has been fed."""
+    prev_action: torch.Tensor | None = None
+    """The action taken at the last step, for a layout that feeds it with the next step's token."""
 
 
 class ICRLModel(nn.Module):
@@ -73,14 +75,18 @@ class ICRLModel(nn.Module):
         self.obs_embed = nn.Embedding(self.n_obs + 1, d)
         self.prompt_embed = nn.Embedding(n_prompts, d)
         self.tag_embed = nn.Embedding(n_tags, d)
-        self.action_embed = nn.Embedding(self.na, d)
+        # a layout with prev_action has one more action id: "none" (na), at a sequence start
+        has_prev_action = any("prev_action" in slot for slot in layout.slots)
+        self.action_embed = nn.Embedding(self.na + has_prev_action, d)
         self.first_embed = nn.Embedding(2, d)
         self.reward_embed = nn.Linear(1, d)
         self.slot_embed = nn.Embedding(self.tokens_per_step, d)
         self.norm = RMSNorm(d)
         self.policy_head = nn.Linear(d, self.na)
-        self.obs_head = nn.Linear(d, self.n_obs)
-        self.reward_head = nn.Linear(d, 1)
+        # action-conditioned world-model heads: one prediction per action, selected by the action taken
+        world_outputs = self.na if layout.action_conditioned else 1
+        self.obs_head = nn.Linear(d, self.n_obs * world_outputs)
+        self.reward_head = nn.Linear(d, world_outputs)
         self._init_recipe_parameters(torch.Generator().manual_seed(seed))
 
     @torch.no_grad()
@@ -118,6 +124,9 @@ class ICRLModel(nn.Module):
             return self.obs_embed(fields["obs"].long()) + self.first_embed(fields["first"].long())
         if name in ("reward", "prev_reward"):
             return self._reward_in(fields[name])
+        if name == "prev_action":
+            action = fields["prev_action"].long()
+            return self.action_embed(torch.where(action < 0, self.na, action))
         table = {"prompt": self.prompt_embed, "tag": self.tag_embed, "action": self.action_embed}[name]
         return table(fields[name].long())
 
@@ -148,10 +157,17 @@ class ICRLModel(nn.Module):
         tokens = self.step_tokens(segment)
         hidden, state = self.backbone(tokens, state)
         hidden = self.norm(hidden).unflatten(1, (-1, self.tokens_per_step))  # (B, L, k, D)
+        reward = self.reward_head(hidden[:, :, self.layout.reward_read])
+        obs_logits = self.obs_head(hidden[:, :, self.layout.next_obs_read])
+        if self.layout.action_conditioned:  # pick each step's prediction for the action taken
+            action = segment["action"].long().unsqueeze(-1)
+            reward = reward.gather(-1, action)
+            obs_logits = obs_logits.unflatten(-1, (self.na, self.n_obs))
+            obs_logits = obs_logits.gather(2, action.unsqueeze(-1).expand(*action.shape, self.n_obs)).squeeze(2)
         outputs = {
             "policy_logits": self.policy_head(hidden[:, :, self.layout.policy_read]),
-            "reward_pred": self.reward_head(hidden[:, :, self.layout.reward_read]).squeeze(-1),
-            "obs_logits": self.obs_head(hidden[:, :, self.layout.next_obs_read]),
+            "reward_pred": reward.squeeze(-1),
+            "obs_logits": obs_logits,
         }
         return outputs, state
 
@@ -181,6 +197,7 @@ class ICRLModel(nn.Module):
         self._check_ids(obs, None)
         if not state.started:
             prev_reward = torch.zeros_like(prev_reward, dtype=torch.float32)
+        no_action = torch.full_like(obs, -1)
         fields = {
             "obs": obs,
             "prompt": prompt,
@@ -188,19 +205,25 @@ class ICRLModel(nn.Module):
             "first": first,
             "prev_reward": prev_reward,
             "reward": prev_reward,
+            "prev_action": state.prev_action if state.started and state.prev_action is not None else no_action,
         }
-        if state.started:  # the slots after the action hold the previous step's outcome
-            for slot in range(self.layout.action_slot + 1, self.tokens_per_step):
+        action_slot = self.layout.action_slot
+        if state.started and action_slot is not None:  # the slots after the action hold the previous outcome
+            for slot in range(action_slot + 1, self.tokens_per_step):
                 self._feed(self._token(slot, fields), state)
-        for slot in range(self.layout.action_slot):
+        for slot in range(self.tokens_per_step if action_slot is None else action_slot):
             out = self._feed(self._token(slot, fields), state)
         state.started = True
         return self.policy_head(self.norm(out)), state
 
     @torch.no_grad()
     def feed_action(self, action: torch.Tensor, state: StepState) -> StepState:
-        """Feed the action taken (B,) after `policy_logits_step`."""
-        self._feed(self._token(self.layout.action_slot, {"action": action}), state)
+        """Feed the action taken (B,) after `policy_logits_step` (kept for the next step's token
+        when the layout has no action slot)."""
+        if self.layout.action_slot is None:
+            state.prev_action = action.clone()
+        else:
+            self._feed(self._token(self.layout.action_slot, {"action": action}), state)
         return state
 
 

@@ -29,10 +29,13 @@ class Layout:
     """How one environment step becomes tokens, and where each head reads.
 
     Each slot is a token: the sum of the embeddings of its fields plus the slot's own embedding.
-    Fields: obs (with the episode-start flag), prompt, tag, action, reward (of this step) and
-    prev_reward (of the step before). The policy head reads the token before the action slot.
-    In a rollout, the slots before the action are fed once the observation is known, the action
-    slot once the action is chosen, and the slots after it (the reward) at the next step."""
+    Fields: obs (with the episode-start flag), prompt, tag, action, reward (of this step),
+    prev_reward and prev_action (of the step before; none at a sequence start). The policy head
+    reads the token before the action slot. In a rollout, the slots before the action are fed once
+    the observation is known, the action slot once the action is chosen, and the slots after it
+    (the reward) at the next step. A layout without an action slot feeds the action with the next
+    step's token (`prev_action`); its world-model heads are action-conditioned: they read the
+    step's own token and select their prediction by the action taken."""
 
     name: str
     """The name presets use (`RecipeSpec.layout`)."""
@@ -48,13 +51,20 @@ class Layout:
         return len(self.slots)
 
     @property
-    def action_slot(self) -> int:
-        return self.slots.index(("action",))
+    def action_slot(self) -> int | None:
+        """The slot of the action token; None when the action enters with the next step's token."""
+        return self.slots.index(("action",)) if ("action",) in self.slots else None
+
+    @property
+    def action_conditioned(self) -> bool:
+        """The world-model heads select their prediction by the action taken (no action slot)."""
+        return self.action_slot is None
 
     @property
     def policy_read(self) -> int:
-        """The token just before the action: the policy must not see the action it predicts."""
-        return self.action_slot - 1
+        """The token just before the action (the last one of a step without an action slot): the
+        policy must not see the action it predicts."""
+        return self.tokens_per_step - 1 if self.action_slot is None else self.action_slot - 1
 
 
 LAYOUTS: dict[str, Layout] = {
@@ -63,6 +73,9 @@ LAYOUTS: dict[str, Layout] = {
     ),
     "grouped": Layout(
         "grouped", (("obs", "prompt", "tag", "prev_reward"), ("action",)), reward_read=1, next_obs_read=1
+    ),
+    "single": Layout(
+        "single", (("obs", "prompt", "tag", "prev_action", "prev_reward"),), reward_read=0, next_obs_read=0
     ),
 }
 
@@ -87,14 +100,16 @@ def prepare_batch(
     generator: torch.Generator,
     shard: tuple[int, int] = (0, 1),
 ) -> dict[str, torch.Tensor]:
-    """Whole-sequence inputs and targets, computed before cutting into segments:
-    prev_reward, first (episode start), the (masked) obs inputs, the next-obs target and its
-    validity (not across an episode end or past the sequence). `shard` = (rank, world_size):
+    """Whole-sequence inputs and targets, computed before cutting into segments: prev_reward,
+    prev_action (-1 at the sequence start), first (episode start), the (masked) obs inputs, the
+    next-obs target and its validity (not across an episode end or past the sequence). `shard` = (rank, world_size):
     the mask of the whole global batch is drawn and this rank's rows kept (same masks at any world size)."""
     obs, reward, done = batch["obs"].long(), batch["reward"].float(), batch["done"].bool()
     n, length = obs.shape
     prev_reward = torch.zeros_like(reward)
     prev_reward[:, 1:] = reward[:, :-1]
+    prev_action = torch.full_like(obs, -1)
+    prev_action[:, 1:] = batch["action"][:, :-1]
     first = torch.ones_like(done)
     first[:, 1:] = done[:, :-1]
     next_obs = torch.zeros_like(obs)
@@ -110,6 +125,7 @@ def prepare_batch(
         "label": batch["label"].long(),
         "reward": reward,
         "prev_reward": prev_reward,
+        "prev_action": prev_action,
         "first": first,
         "next_obs": next_obs,
         "next_valid": next_valid,

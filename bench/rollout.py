@@ -102,7 +102,9 @@ def rollout(
     then on until every task has finished the episode in progress at `steps` (so that every scored
     episode is complete; at most a horizon more). The agent acts the same way in that tail.
 
-    The environment and the action sampling are seeded by `seed`. An agent may define
+    An agent with more actions than the tasks (a 5-action model on a 4-action task) has its
+    action a applied as `a % na` (OmniRL's rule, docs/ood.md); the agent itself is fed a. The
+    environment and the action sampling are seeded by `seed`. An agent may define
     `record_transition(obs, action, reward, next_obs, terminated)` (NumPy arrays) to learn from
     each transition (TQL-UCB does); the model learns only through its state."""
     if steps < 1:
@@ -136,6 +138,7 @@ def rollout(
             )
             action_np = sample_actions(logits.float().cpu().numpy(), temperature_at(t, temperature), sampler)
             state = agent.feed_action(torch.as_tensor(action_np, device=device), state)
+            action_np = action_np % env.na  # an agent with more actions than the task: OmniRL's modulo rule
             next_obs, reward, terminated, truncated = env.step(action_np)
             if record is not None:
                 record(obs, action_np, reward, env.next_obs, terminated)

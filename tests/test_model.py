@@ -27,7 +27,7 @@ def segment(seed: int = 0, length: int = 10) -> dict[str, torch.Tensor]:
     return prepare_batch(batch, mask_id=16, mask_prob=0.0, generator=torch.Generator().manual_seed(0))
 
 
-@pytest.mark.parametrize("layout", ["grouped", "paper"])
+@pytest.mark.parametrize("layout", ["grouped", "paper", "single"])
 def test_stepping_api_matches_forward(layout):
     model = micro(layout)
     seg = segment()
@@ -39,10 +39,10 @@ def test_stepping_api_matches_forward(layout):
         )
         torch.testing.assert_close(logits, out["policy_logits"][:, t], rtol=1e-9, atol=1e-9)
         state = model.feed_action(seg["action"][:, t], state)
-    assert model.tokens_per_step == {"grouped": 2, "paper": 5}[layout]
+    assert model.tokens_per_step == {"grouped": 2, "paper": 5, "single": 1}[layout]
 
 
-@pytest.mark.parametrize("layout", ["grouped", "paper"])
+@pytest.mark.parametrize("layout", ["grouped", "paper", "single"])
 def test_heads_see_only_what_precedes_their_target(layout):
     """Changing the action, reward or next observation of step t must not change the prediction
     of that very field at step t, but must reach later steps."""
@@ -55,6 +55,7 @@ def test_heads_see_only_what_precedes_their_target(layout):
         step = t + 1 if field == "obs" else t  # the obs head at t predicts obs[t + 1]
         if field == "action":
             changed["action"][:, t] = (changed["action"][:, t] + 1) % 5
+            changed["prev_action"][:, t + 1] = changed["action"][:, t]
         elif field == "reward":
             changed["reward"][:, t] += 5.0
             changed["prev_reward"][:, t + 1] += 5.0
@@ -63,6 +64,26 @@ def test_heads_see_only_what_precedes_their_target(layout):
         new, _ = model(changed)
         torch.testing.assert_close(new[head][:, : t + 1], out[head][:, : t + 1], rtol=0, atol=0)
         assert not torch.allclose(new["policy_logits"][:, t + 1 :], out["policy_logits"][:, t + 1 :])
+
+
+def test_single_token_world_model_heads_are_conditioned_on_the_action_taken():
+    """In the one-token layout the action of step t enters with token t + 1, so the next-observation
+    and reward heads at t select their prediction by that action: changing it changes them at t
+    (and the policy only from t + 1 on)."""
+    model = micro("single")
+    base = segment()
+    out, _ = model(base)
+    changed = {k: v.clone() for k, v in base.items()}
+    t = 4
+    changed["action"][:, t] = (changed["action"][:, t] + 1) % 5
+    changed["prev_action"][:, t + 1] = changed["action"][:, t]
+    new, _ = model(changed)
+    for head in ("obs_logits", "reward_pred"):
+        assert not torch.allclose(new[head][:, t], out[head][:, t]), head
+        torch.testing.assert_close(new[head][:, :t], out[head][:, :t], rtol=0, atol=0)
+    torch.testing.assert_close(new["policy_logits"][:, : t + 1], out["policy_logits"][:, : t + 1], rtol=0, atol=0)
+    assert model.action_embed.num_embeddings == 6  # the five actions and "none" at a sequence start
+    assert base["prev_action"][:, 0].eq(-1).all() and torch.equal(base["prev_action"][:, 1:], base["action"][:, :-1])
 
 
 def test_first_flag_and_prompt_reach_the_policy():

@@ -26,6 +26,7 @@ from bench.errors import BenchError
 from bench.model import build_model
 from bench.perf.common import PeakRSS
 from bench.presets import PRESETS, get_preset
+from bench.recipe import LAYOUTS
 from bench.report.table import format_table
 from bench.train import parameter_groups, train_step
 
@@ -50,6 +51,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=8,
         help="GPUs the preset's global batch is split over for the iteration estimate (default 8)",
+    )
+    parser.add_argument(
+        "--layout",
+        nargs="+",
+        default=None,
+        choices=list(LAYOUTS),
+        help="token layouts to time side by side (default: the preset's)",
     )
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads on CPU (default: torch's choice)")
@@ -83,13 +91,15 @@ def measure(
     batch: int,
     device: torch.device,
     threads: int | None,
+    layout: str | None = None,
 ) -> dict[str, object]:
-    """One row: parameters, seconds per optimiser step (median), tokens/s, peak memory. Run it in a
-    fresh process: memory freed by an earlier model would hide this one's growth."""
+    """One row: parameters, seconds per optimiser step (median), tokens/s, environment steps/s, peak
+    memory. Run it in a fresh process: memory freed by an earlier model would hide this one's growth."""
     if threads is not None:
         torch.set_num_threads(threads)
     preset = get_preset(preset_name)
-    recipe = dataclasses.replace(preset.recipe, segment_len=segment)
+    recipe = dataclasses.replace(preset.recipe, segment_len=segment, layout=layout or preset.recipe.layout)
+    preset = dataclasses.replace(preset, recipe=recipe)
     model, _ = build_model(arch, preset, seed=0)
     model.to(device).train()
     optimizer = torch.optim.AdamW(parameter_groups(model, recipe.weight_decay), lr=recipe.lr)
@@ -119,10 +129,12 @@ def measure(
     tokens = batch * seq_len * model.tokens_per_step
     return {
         "backbone": arch,
+        "layout": recipe.layout,
         "params (M)": count_parameters(model) / 1e6,
         "s/step": seconds,
         "cpu s/step": statistics.median(cpu_times),
         "tokens/s": tokens / seconds,
+        "env steps/s": batch * seq_len / seconds,
         "peak mem (MiB)": peak / 2**20,
     }
 
@@ -145,17 +157,17 @@ def main(args: argparse.Namespace) -> int:
     names = args.arch or [n for n in REGISTRY if args.preset in SIZES.get(n, {})]
     per_process = -(-preset.recipe.batch_size // args.world_size)
     rows = []
-    for name in names:
+    for name, layout in [(name, layout) for name in names for layout in args.layout or [None]]:
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
             row = pool.submit(
-                measure, name, args.preset, args.steps, segment, seq_len, args.batch, device, args.threads
+                measure, name, args.preset, args.steps, segment, seq_len, args.batch, device, args.threads, layout
             ).result()
         # same tokens/s: time scales with the steps per process (linear in T for the recurrent backbones)
         row[f"s/iteration at {preset.name} ({per_process} x {preset.data.seq_len})"] = (
             row["s/step"] * per_process * preset.data.seq_len / (args.batch * seq_len)
         )
         rows.append(row)
-        print(f"[perf train] {name}: {row['s/step']:.3f} s/step", flush=True)
+        print(f"[perf train] {name} ({row['layout']}): {row['s/step']:.3f} s/step", flush=True)
     where = (
         torch.cuda.get_device_name(device)
         if device.type == "cuda"
