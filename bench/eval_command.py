@@ -25,7 +25,7 @@ from architectures import REGISTRY
 from bench import metrics
 from bench.data.behavior import N_TAGS, PROMPT_ORACLE, TAG_UNKNOWN
 from bench.errors import BenchError
-from bench.evaluate import interactive_eval
+from bench.evaluate import grouped_eval, interactive_eval
 from bench.io import atomic_write_json
 from bench.model import ICRLModel, build_model
 from bench.options import RunOptions
@@ -90,8 +90,15 @@ def main(args: argparse.Namespace) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     checkpoint = RunOptions(run_dir=Path(args.run_dir)).checkpoint_dir(target.preset.name, target.name, target.seed)
     model, step = load_checkpoint(target, checkpoint / CHECKPOINT_NAME, args.partial, device)
-    record = evaluate_suite(model, target, suite, args.steps, device)
-    print(group_table(record), flush=True)
+    if suite.name == "ood":
+        print(f"[eval] {target.name} seed {target.seed}: suite ood, {len(set(suite.groups))} tasks", flush=True)
+        record = grouped_eval(
+            model, suite, target.preset, target.seed, PROMPT_ORACLE, TAG_UNKNOWN, device, steps=args.steps
+        )
+        print(ood_table(record), flush=True)
+    else:
+        record = evaluate_suite(model, target, suite, args.steps, device)
+        print(group_table(record), flush=True)
     comparison = None
     if args.suite == "fresh":
         test = evaluate_suite(model, target, load_suite("test", target.preset), args.steps, device)
@@ -179,6 +186,18 @@ def evaluate_suite(model: ICRLModel, target: Target, suite: Suite, steps: int | 
         steps=steps,
         groups=suite.groups,
     )
+
+
+def ood_table(record: dict) -> str:
+    """Last-quarter score of each agent on each OOD task, and the tasks left out."""
+    rows = []
+    for name, part in record["by_task"].items():
+        cells = "".join(f"{part['agents'][a]['overall']['last_quarter']:10.3f}" for a in part["agents"])
+        rows.append(f"{name:26s}{cells}")
+    agents = next(iter(record["by_task"].values()))["agents"] if record["by_task"] else {}
+    header = f"{'task':26s}" + "".join(f"{agent:>10s}" for agent in agents)
+    skipped = [f"  {name}: not applicable ({why})" for name, why in record["not_applicable"].items()]
+    return "\n".join(["last-quarter mean normalised score (0 = uniform random, 1 = oracle)", header, *rows, *skipped])
 
 
 def last_quarter_scores(record: dict, agent: str = "model") -> np.ndarray:

@@ -17,6 +17,7 @@ from bench.model import ICRLModel
 from bench.presets import Preset
 from bench.recipe import prepare_batch, segments, step_losses
 from bench.rollout import OracleAgent, RandomAgent, Rollout, SteppingAgent, TQLUCBAgent, rollout
+from bench.suites import Suite
 
 BOOTSTRAP_SAMPLES = 2000
 
@@ -100,6 +101,29 @@ def interactive_eval(
         "smoothing_window": int(metrics.SMOOTHING_POINTS * metrics.curve_edges(steps)[1]),
         "agents": out,
     }
+
+
+def grouped_eval(
+    model: ICRLModel,
+    suite: Suite,
+    preset: Preset,
+    seed: int,
+    prompt_id: int,
+    tag_id: int,
+    device: torch.device | str = "cpu",
+    steps: int | None = None,
+    log=print,
+) -> dict:
+    """`interactive_eval` of each group of a suite on its own (the OOD suite: a group is one task,
+    whose instances share their action count), and the suite's tasks not applicable at `preset`."""
+    records = {}
+    for name in dict.fromkeys(suite.groups):
+        members = [task for task, group in zip(suite.tasks, suite.groups) if group == name]
+        log(f"  [{name}] {len(members)} instances")
+        records[name] = interactive_eval(
+            model, members, preset, seed, prompt_id, tag_id, device, steps, log, groups=[name] * len(members)
+        )
+    return {"by_task": records, "not_applicable": dict(suite.not_applicable)}
 
 
 # ---- offline evaluation -------------------------------------------------------------------------

@@ -22,17 +22,12 @@ from architectures import build_backbone, resolve, size_kwargs
 from architectures.base import Backbone, State, count_parameters
 from architectures.layers import RMSNorm
 from bench.errors import BenchError
-from bench.presets import Preset, backbone_size
+from bench.presets import Preset, backbone_size, max_states
 from bench.recipe import get_layout, symlog
 
 EMBED_STD = 0.02
 DEFAULT_FIELD_VOCAB = 16
 """Embedding rows for prompt and tag ids (ids must be below it; the data uses a handful)."""
-
-
-def max_states(preset: Preset) -> int:
-    """The largest observation id + 1 over the preset's training and test tasks."""
-    return max(preset.data.train_ns[1], *preset.data.test_ns)
 
 
 @dataclass

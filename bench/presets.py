@@ -240,6 +240,11 @@ def backbone_size(preset: Preset) -> str:
     return BACKBONE_SIZE.get(preset.name, preset.name)
 
 
+def max_states(preset: Preset) -> int:
+    """The observation ids a preset's model embeds: the most states of its training and test tasks."""
+    return max(preset.data.train_ns[1], *preset.data.test_ns)
+
+
 def get_preset(name: str) -> Preset:
     """The preset called `name`, or a BenchError listing the known ones."""
     try:

@@ -33,13 +33,14 @@ from bench.data.behavior import N_TAGS, PROMPT_ORACLE, TAG_UNKNOWN
 from bench.data.loader import ShardedSequences, batch_loader
 from bench.data.split import test_tasks
 from bench.errors import BenchError
-from bench.evaluate import interactive_eval, offline_eval
+from bench.evaluate import grouped_eval, interactive_eval, offline_eval
 from bench.model import ICRLModel, build_model, check_overrides
 from bench.options import RunOptions
 from bench.presets import DEFAULT_PRESET, PRESETS, Preset, get_preset
 from bench.report import results
 from bench.report.leaderboard import write_leaderboard
 from bench.rollout import shard_agent
+from bench.suites import OOD_INSTANCES, Suite, load_suite
 from bench.train import TrainResult, available_cores, train
 
 PACKAGES = ("torch", "numpy", "scipy", "tqdm", "gymnasium", "xenoverse", "fla-core", "triton")
@@ -143,6 +144,9 @@ def run(
     if not seeds or any(seed < 0 for seed in seeds):
         raise BenchError(f"seeds must be non-negative integers; got {seeds}")
     check_overrides(arch, arch_kwargs or {})
+    # the whole run uses the training's thread count: a first CPU kernel call under another count
+    # was seen to change later float results (rwkv7's micro-run weights), so none runs under another
+    torch.set_num_threads(options.threads or available_cores())
     check_before_training(arch, preset, arch_kwargs or {})
     options = dataclasses.replace(options, device=options.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     start = time.perf_counter()
@@ -156,10 +160,11 @@ def run(
         flush=True,
     )
     tasks = test_tasks(preset)  # about 3 s for tiny in one process
+    ood = load_suite("ood", preset)
     paths = []
     for seed in seeds:
         job = Job(arch, arch_kwargs or {}, seed)
-        path = run_one(job, preset, info, tasks, options, data_s if seed == seeds[0] else 0.0)
+        path = run_one(job, preset, info, tasks, ood, options, data_s if seed == seeds[0] else 0.0)
         print(f"[result] wrote {path}" if distributed.is_main() else f"[result] rank 0 wrote {path}", flush=True)
         paths.append(path)
     return paths
@@ -182,8 +187,10 @@ class Job:
         return results.variant_name(self.arch, self.arch_kwargs)
 
 
-def run_one(job: Job, preset: Preset, info: DataInfo, tasks: list[Task], options: RunOptions, data_s: float) -> Path:
-    """Train and evaluate one seed; returns the result path."""
+def run_one(
+    job: Job, preset: Preset, info: DataInfo, tasks: list[Task], ood: Suite, options: RunOptions, data_s: float
+) -> Path:
+    """Train and evaluate one seed (the test tasks, then the OOD suite); returns the result path."""
     started = time.perf_counter()
     code_at_start = git_state()
     model, arch_kwargs = build_model(
@@ -197,11 +204,19 @@ def run_one(job: Job, preset: Preset, info: DataInfo, tasks: list[Task], options
         lambda: interactive_eval(agent, tasks, preset, job.seed, PROMPT_ORACLE, TAG_UNKNOWN, options.device)
     )
     print(f"[rollout] {rollout_s:.1f} s", flush=True)
+    print(f"[ood] {len(set(ood.groups))} Table 1 tasks x {OOD_INSTANCES} instances", flush=True)
+    ood_record, ood_s = timed(
+        lambda: grouped_eval(agent, ood, preset, job.seed, PROMPT_ORACLE, TAG_UNKNOWN, options.device)
+    )
+    print(
+        f"[ood] {ood_s:.1f} s; not applicable at {preset.name}: {', '.join(ood.not_applicable) or 'none'}", flush=True
+    )
     wall = {
         "data": data_s,
         "train": trained.wall_s,
         "offline_eval": offline_s,
         "rollout": rollout_s,
+        "ood_rollout": ood_s,
         "total": data_s + time.perf_counter() - started,
     }
     code = code_provenance(code_at_start, git_state())
@@ -221,6 +236,7 @@ def run_one(job: Job, preset: Preset, info: DataInfo, tasks: list[Task], options
         },
         "offline": offline,
         "interactive": interactive,
+        "ood": ood_record,
     }
     distributed.barrier("the end of evaluation")  # no result unless every rank finished
     if distributed.is_main():

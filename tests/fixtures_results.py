@@ -47,4 +47,11 @@ def make_result(arch: str, seed: int, skill: float) -> dict:
         ep = metrics.episodes(rewards, dones, EVAL_STEPS)
         k = PRESETS[PRESET].recipe.few_shot_episodes
         interactive["agents"][name] = metrics.agent_record(ep, ns, j_rand, j_opt, k, 200, seed)
+    lake = {**interactive, "agents": {}}  # one OOD task, scored like the test tasks
+    for i, (name, level) in enumerate(skills.items()):
+        rewards, dones, ns, j_rand, j_opt = synthetic_rollout(level, seed=1000 * seed + 10 + i, episode_len=12)
+        ep = metrics.episodes(rewards, dones, EVAL_STEPS)
+        labels = ["frozenlake-4x4"] * len(ns)
+        lake["agents"][name] = metrics.agent_record(ep, ns, j_rand, j_opt, k, 200, seed, labels)
+    doc["ood"] = {"by_task": {"frozenlake-4x4": lake}, "not_applicable": {"cliffwalking": "49 states"}}
     return doc

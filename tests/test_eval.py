@@ -113,3 +113,17 @@ def test_fresh_seeds_never_meet_the_split_or_other_nonces():
     assert not fresh[0] & fresh[1] and not fresh[1] & fresh[2**32 - 1]
     with pytest.raises(BenchError, match="nonce must be an int"):
         sp.fresh_task_specs(preset, 2**32)
+
+
+def test_eval_on_the_ood_suite_scores_each_applicable_table1_task(smoke_run, capsys):
+    tmp, path = smoke_run
+    out = tmp / "ood.json"
+    assert eval_cli(tmp, "--result", str(path), "--suite", "ood", "--out", str(out)) == 0
+    record = json.loads(out.read_text())["interactive"]
+    assert set(record["by_task"]) == {"garnet-16-5-2", "frozenlake-4x4", "frozenlake-4x4-slippery"}
+    assert "49 states" in record["not_applicable"]["cliffwalking"]  # the smoke model embeds 16 ids
+    lake = record["by_task"]["frozenlake-4x4"]["agents"]
+    assert lake["oracle"]["overall"]["last_quarter"] == pytest.approx(1.0)  # deterministic: every episode optimal
+    assert lake["model"]["overall"]["n_tasks"] == 16
+    printed = capsys.readouterr().out
+    assert "frozenlake-4x4-slippery" in printed and "not applicable" in printed

@@ -47,6 +47,12 @@ def test_episode_records_rebuild_the_rollout(good):
         ),
         (lambda d: d["interactive"]["agents"]["oracle"]["overall"].__setitem__("few_shot", 0.5), "few_shot"),
         (lambda d: d["interactive"]["agents"]["tql_ucb"]["tasks"]["episode_returns"][0].__setitem__(0, 9.0), "tql_ucb"),
+        (
+            lambda d: d["ood"]["by_task"]["frozenlake-4x4"]["agents"]["model"]["overall"].__setitem__(
+                "last_quarter", 1
+            ),
+            "ood.by_task.frozenlake-4x4.agents.model.overall.last_quarter",
+        ),
     ],
 )
 def test_an_edited_number_is_caught(good, edit, where):
@@ -54,6 +60,12 @@ def test_an_edited_number_is_caught(good, edit, where):
     edit(doc)
     reasons = validate_doc(doc)
     assert len(reasons) == 1 and where in reasons[0]
+
+
+def test_schema_1_files_without_the_ood_section_are_still_read(good):
+    old = {k: v for k, v in copy.deepcopy(good).items() if k != "ood"}
+    assert validate_doc({**old, "schema_version": 1}) == []
+    assert "result.ood: missing" in validate_doc(old)[0]  # version 2 must hold it
 
 
 def test_other_preset_or_dataset_is_refused(good):
@@ -91,6 +103,10 @@ def test_leaderboard_table_sorting_baselines_and_refusals(results_dir, tmp_path)
     for label in ("oracle (finite-horizon optimum)", "uniform random", "TQL-UCB"):
         assert f"*{label}*" in text
     assert "Refused result files" in text
+    assert "### Out of distribution: the paper's Table 1 tasks (`tiny`)" in text
+    ood_rows = [line for line in text.splitlines() if line.startswith("| `") or line.startswith("| *")]
+    assert any(row.startswith("| `gdn` | 2 | ") for row in ood_rows)
+    assert "Not applicable at this preset: cliffwalking (49 states)." in text
     assert "seed0.json` | interactive.agents.model.overall.asymptotic_max" in text
     assert "seed1.json` |" in text and "not valid JSON" in text
 

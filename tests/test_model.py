@@ -9,8 +9,8 @@ import torch
 
 from architectures.gsa import GatedSlotAttention
 from bench.errors import BenchError
-from bench.model import ICRLModel, build_model, max_states
-from bench.presets import get_preset
+from bench.model import ICRLModel, build_model
+from bench.presets import get_preset, max_states
 from bench.recipe import prepare_batch, symlog
 from tests.test_train import MICRO, synthetic_batch
 

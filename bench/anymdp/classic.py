@@ -42,6 +42,7 @@ import gymnasium
 import numpy as np
 
 from bench.anymdp import portable as pt
+from bench.anymdp.garnet import sample_garnet
 from bench.anymdp.sampler import check_int
 from bench.anymdp.task import Task
 from bench.errors import BenchError
@@ -221,3 +222,21 @@ TABLE1: dict[str, Callable[[], Task]] = {
     "darkroom-10x10": partial(darkroom, dim=10),
 }
 """Table 1's single-agent gym and Darkroom tasks by name (Garnet and Switch2 are not here)."""
+
+GARNETS: dict[str, tuple[int, int, int]] = {"garnet-16-5-2": (16, 5, 2), "garnet-64-5-2": (64, 5, 2)}
+"""Table 1's Garnet(ns, na, b) controls by name."""
+OOD_TASKS = (*GARNETS, *TABLE1)
+"""Every Table 1 task this benchmark provides, in the table's order."""
+
+
+def ood_instances(name: str, count: int) -> list[Task]:
+    """`count` instances of Table 1 task `name`: Garnet tasks with seeds 0..count-1 (Garnet's own
+    seed stream, apart from AnyMDP's), or `count` copies of a fixed task (rolled out with
+    independent environment and action streams)."""
+    count = check_int("count", count, 1)
+    if name in GARNETS:
+        return [sample_garnet(*GARNETS[name], seed=j) for j in range(count)]
+    if name not in TABLE1:
+        raise BenchError(f"unknown OOD task {name!r}; choose from: {', '.join(OOD_TASKS)}")
+    task = TABLE1[name]()
+    return [task] * count

@@ -201,6 +201,38 @@ def preset_table(preset: str, docs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def ood_table(docs: list[dict]) -> str | None:
+    """The OOD track of one preset: per architecture (and baseline) and Table 1 task, the last-quarter
+    mean normalised score, averaged over the seeds whose results hold the OOD section (schema 2)."""
+    with_ood = [doc for doc in docs if doc.get("ood", {}).get("by_task")]
+    if not with_ood:
+        return None
+    tasks = list(dict.fromkeys(name for doc in with_ood for name in doc["ood"]["by_task"]))
+    by_arch: dict[str, list[dict]] = defaultdict(list)
+    for doc in with_ood:
+        by_arch[doc["arch"]].append(doc)
+
+    def cell(group: list[dict], agent: str, task: str) -> str:
+        values = [
+            d["ood"]["by_task"][task]["agents"][agent]["overall"]["last_quarter"]
+            for d in group
+            if task in d["ood"]["by_task"]
+        ]
+        return f"{np.mean(values):.3f}" if values else "—"
+
+    lines = ["| architecture | seeds | " + " | ".join(tasks) + " |", "|" + " --- |" * (len(tasks) + 2)]
+    for arch, group in sorted(by_arch.items()):
+        lines.append(f"| `{arch}` | {len(group)} | " + " | ".join(cell(group, "model", t) for t in tasks) + " |")
+    unique = list({doc["seed"]: doc for doc in sorted(with_ood, key=lambda d: (d["seed"], d["arch"]))}.values())
+    for agent in BASELINES:
+        cells = " | ".join(cell(unique, agent, t) for t in tasks)
+        lines.append(f"| *{BASELINE_LABELS[agent]}* | {len(unique)} | {cells} |")
+    skipped = with_ood[0]["ood"]["not_applicable"]
+    if skipped:
+        lines += ["", "Not applicable at this preset: " + "; ".join(f"{k} ({v})" for k, v in skipped.items()) + "."]
+    return "\n".join(lines)
+
+
 def collect(roots: Path | Sequence[Path]) -> tuple[dict[str, list[dict]], list[tuple[Path, str]]]:
     """Valid results of the ranked presets under `roots` by preset, and (path, reason) for every
     refused file (invalid, not ranked, or the same run found twice)."""
@@ -245,6 +277,16 @@ def render(
     for preset in sorted(accepted, key=lambda p: list(PRESETS).index(p)):
         docs = accepted[preset]
         out += ["", f"## Preset `{preset}`", "", preset_table(preset, docs)]
+        ood = ood_table(docs)
+        if ood is not None:
+            out += [
+                "",
+                f"### Out of distribution: the paper's Table 1 tasks (`{preset}`)",
+                "",
+                "Last-quarter mean normalised score per task (mean over seeds; docs/ood.md defines the tasks).",
+                "",
+                ood,
+            ]
         links = (figures or {}).get(preset, [])
         out += [""] + [f"![{Path(link).stem}]({link})" for link in links] if links else []
     if not accepted:

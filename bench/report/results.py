@@ -19,7 +19,10 @@ from typing import Any
 from bench.errors import BenchError
 from bench.io import atomic_write
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+"""Version 2 added the `ood` section (scores on the paper's Table 1 tasks); version 1 files, which
+lack it, are still read."""
 KIND = "anymdp-bench-result"
 AGENTS = ("model", "oracle", "random", "tql_ucb")
 """Agents scored by interactive rollouts on the same test tasks; "model" is the trained backbone."""
@@ -71,6 +74,15 @@ TASKS = {
     "episode_returns": _ListOf(_ListOf(NUMBER)),
 }
 AGENT_RESULT = {"overall": SUMMARY, "groups": _MapOf(SUMMARY), "tasks": TASKS}
+INTERACTIVE = {
+    "eval_steps": int,
+    "n_tasks": int,
+    "skipped_tasks": int,
+    "gap_threshold": NUMBER,
+    "bootstrap_samples": int,
+    "smoothing_window": int,
+    "agents": {name: AGENT_RESULT for name in AGENTS},
+}
 SCHEMA: dict[str, Any] = {
     "schema_version": int,
     "kind": str,
@@ -112,16 +124,10 @@ SCHEMA: dict[str, Any] = {
         "reward_mse": _ListOf(NUMBER),
         "overall": {"action_ce": NUMBER, "action_acc": NUMBER, "obs_ce": NUMBER, "reward_mse": NUMBER},
     },
-    "interactive": {
-        "eval_steps": int,
-        "n_tasks": int,
-        "skipped_tasks": int,
-        "gap_threshold": NUMBER,
-        "bootstrap_samples": int,
-        "smoothing_window": int,
-        "agents": {name: AGENT_RESULT for name in AGENTS},
-    },
+    "interactive": INTERACTIVE,
 }
+OOD = {"by_task": _MapOf(INTERACTIVE), "not_applicable": _MapOf(str)}
+"""Version 2: the `ood` section, one `interactive` record per applicable Table 1 task."""
 
 
 def _check(value: Any, spec: Any, where: str, reasons: list[str]) -> None:
@@ -183,12 +189,16 @@ def check_result(doc: Any) -> list[str]:
         return [f"result: expected a JSON object, got {type(doc).__name__}"]
     if doc.get("kind") != KIND:
         return [f"result.kind: expected {KIND!r}, got {doc.get('kind')!r}"]
-    if doc.get("schema_version") != SCHEMA_VERSION:
-        return [
-            f"result.schema_version: {doc.get('schema_version')!r} is not supported; this code reads {SCHEMA_VERSION}"
-        ]
+    if doc.get("schema_version") not in READABLE_VERSIONS:
+        readable = ", ".join(map(str, READABLE_VERSIONS))
+        return [f"result.schema_version: {doc.get('schema_version')!r} is not supported; this code reads {readable}"]
     reasons: list[str] = []
     _check(doc, SCHEMA, "result", reasons)
+    if doc["schema_version"] >= 2:
+        if "ood" not in doc:
+            reasons.append("result.ood: missing (schema version 2 results hold the OOD track)")
+        else:
+            _check(doc["ood"], OOD, "result.ood", reasons)
     for field in ("preset", "arch"):
         if isinstance(doc.get(field), str) and not _NAME.match(doc[field]):
             reasons.append(f"result.{field}: {doc[field]!r} is not a plain name (letters, digits, _ . -)")
@@ -326,4 +336,5 @@ def example_result(preset: str = "tiny", arch: str = "gdn", seed: int = 0, score
             "smoothing_window": 1,
             "agents": {name: agent(level) for name, level in levels.items()},
         },
+        "ood": {"by_task": {}, "not_applicable": {"cliffwalking": "49 states; the example model embeds 8"}},
     }

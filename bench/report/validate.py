@@ -26,24 +26,37 @@ RECOMPUTE_RTOL = 1e-9
 """Relative tolerance between a stored summary number and its recomputation."""
 
 
-def agent_episodes(doc: dict, agent: str) -> tuple[Episodes, dict]:
-    """One agent's scored episodes, rebuilt from its stored record, and the record itself."""
-    tasks = doc["interactive"]["agents"][agent]["tasks"]
-    return Episodes.from_record(tasks, doc["interactive"]["eval_steps"]), tasks
+def agent_episodes(doc: dict, agent: str, record: dict | None = None) -> tuple[Episodes, dict]:
+    """One agent's scored episodes, rebuilt from its stored record, and the record itself
+    (`record`: an `interactive`-shaped record other than the document's own, e.g. an OOD task's)."""
+    record = doc["interactive"] if record is None else record
+    tasks = record["agents"][agent]["tasks"]
+    return Episodes.from_record(tasks, record["eval_steps"]), tasks
 
 
-def recompute_agent(doc: dict, agent: str) -> dict:
-    """The {"overall", "groups"} summaries of one agent, recomputed from its episode record."""
-    ep, tasks = agent_episodes(doc, agent)
+def recompute_agent(doc: dict, agent: str, record: dict | None = None, label: str | None = None) -> dict:
+    """The {"overall", "groups"} summaries of one agent, recomputed from its episode record; tasks
+    are grouped by ns, or all under `label` (an OOD task's record)."""
+    record = doc["interactive"] if record is None else record
+    ep, tasks = agent_episodes(doc, agent, record)
     return summarize_groups(
         ep,
         np.asarray(tasks["ns"]),
         np.asarray(tasks["j_rand"], dtype=np.float64),
         np.asarray(tasks["j_opt"], dtype=np.float64),
         few_shot_episodes=PRESETS[doc["preset"]].recipe.few_shot_episodes,
-        bootstrap_samples=doc["interactive"]["bootstrap_samples"],
+        bootstrap_samples=record["bootstrap_samples"],
         seed=doc["seed"],
+        labels=None if label is None else [label] * ep.n_tasks,
     )
+
+
+def scored_records(doc: dict) -> list[tuple[str, dict, str | None]]:
+    """(where, interactive-shaped record, group label) of every set of rollouts a result stores."""
+    records = [("interactive", doc["interactive"], None)]
+    for name, record in doc.get("ood", {}).get("by_task", {}).items():
+        records.append((f"ood.by_task.{name}", record, name))
+    return records
 
 
 def _mismatch(stored: object, fresh: object, where: str) -> str | None:
@@ -92,17 +105,16 @@ def validate_doc(doc: dict, expected_fingerprint: str | None = None) -> list[str
         expected_fingerprint = committed_fingerprint(preset)
     if expected_fingerprint is not None and fingerprint != expected_fingerprint:
         return [f"dataset fingerprint {fingerprint[:12]}... differs from the expected {expected_fingerprint[:12]}..."]
-    for agent in AGENTS:
-        record = doc["interactive"]["agents"][agent]
-        if "tasks" not in record:
-            return [f"interactive.agents.{agent}.tasks: missing (per-task episode records are needed to recompute)"]
-        try:
-            fresh = recompute_agent(doc, agent)
-        except (BenchError, KeyError, TypeError, ValueError) as err:
-            return [f"interactive.agents.{agent}: cannot recompute the summaries ({err})"]
-        stored = {key: record[key] for key in ("overall", "groups")}
-        if reason := _mismatch(stored, fresh, f"interactive.agents.{agent}"):
-            return [f"{reason} (an edited or corrupted number)"]
+    for where, scored, label in scored_records(doc):
+        for agent in AGENTS:
+            record = scored["agents"][agent]
+            try:
+                fresh = recompute_agent(doc, agent, scored, label)
+            except (BenchError, KeyError, TypeError, ValueError) as err:
+                return [f"{where}.agents.{agent}: cannot recompute the summaries ({err})"]
+            stored = {key: record[key] for key in ("overall", "groups")}
+            if reason := _mismatch(stored, fresh, f"{where}.agents.{agent}"):
+                return [f"{reason} (an edited or corrupted number)"]
     return []
 
 
