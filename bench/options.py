@@ -28,6 +28,8 @@ class RunOptions:
     """torch threads for training (None: every available core); rollouts on CPU use one."""
     progress: bool = True
     """Progress bars."""
+    wandb: bool = False
+    """Also log training to Weights & Biases (needs the wandb package)."""
 
     def __post_init__(self) -> None:
         if self.resume and self.restart:

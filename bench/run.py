@@ -42,6 +42,7 @@ from bench.report.leaderboard import write_leaderboard
 from bench.rollout import shard_agent
 from bench.suites import OOD_INSTANCES, Suite, load_suite
 from bench.train import TrainResult, available_cores, train
+from bench.train_log import check_wandb
 
 PACKAGES = ("torch", "numpy", "scipy", "tqdm", "gymnasium", "xenoverse", "fla-core", "triton")
 MAX_LOSS_POINTS = 200
@@ -74,12 +75,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--threads", type=int, default=None, help="torch threads for training (default: all available cores)"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--wandb", action="store_true", help="also log training to Weights & Biases (project anymdp-bench)"
+    )
 
 
 def main(args: argparse.Namespace) -> int:
     preset = get_preset(args.preset)
     seeds = args.seeds if args.seeds is not None else [0 if args.seed is None else args.seed]
     check_device(args.device)
+    if args.wandb:
+        check_wandb()
     out = Path(args.out)
     with distributed.process_group(args.device) as context:  # joins torchrun's group when WORLD_SIZE > 1
         options = RunOptions(
@@ -91,6 +97,7 @@ def main(args: argparse.Namespace) -> int:
             device=context.device,
             threads=context.threads if args.threads is None else args.threads,
             progress=not args.no_progress,
+            wandb=args.wandb,
         )
         try:
             run(args.arch, preset, seeds, options, arch_kwargs=args.arch_kwargs)

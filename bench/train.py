@@ -243,7 +243,7 @@ def train(
     )
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    log = TrainLog(Path(checkpoint_dir), progress.step) if rank == 0 else None
+    log = TrainLog(Path(checkpoint_dir), progress.step, options.wandb) if rank == 0 else None
     model.train()
     try:
         for batch in _remaining_batches(batches, progress, recipe.train_steps, rank, world_size):

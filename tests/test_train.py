@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.machinery
+import sys
 
 import pytest
 import torch
@@ -182,6 +184,52 @@ def test_live_log_has_every_step_once_across_a_crash_and_resume(tmp_path):
     assert [row["step"] for row in read_log(tmp_path / "resumed" / LOG_NAME)] == [1, 2]
 
 
+class FakeWandb:
+    """Stands for the wandb module: records what the log sends."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, object]] = []
+        self.__spec__ = importlib.machinery.ModuleSpec("wandb", None)  # what find_spec reads
+
+    def init(self, **kwargs):
+        self.calls.append(("init", kwargs))
+        return self
+
+    def log(self, row: dict, step: int) -> None:
+        self.calls.append(("log", (step, row)))
+
+    def finish(self) -> None:
+        self.calls.append(("finish", None))
+
+
+def test_wandb_gets_every_row_and_a_stable_run_id(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")  # the logs extra, which `make` installs
+    fake = FakeWandb()
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    folder = tmp_path / "runs" / "tiny" / "gdn" / "seed0"
+    options = RunOptions(progress=False, threads=1, wandb=True)
+    T.train(micro_model(), dataclasses.replace(MICRO.recipe, train_steps=3), source(), folder, options)
+    (kind, init), *logs, (last, _) = fake.calls
+    assert kind == "init" and last == "finish" and init["name"] == "tiny-gdn-seed0" and init["resume"] == "allow"
+    rows = read_log(folder / LOG_NAME)
+    assert [step for _, (step, _) in logs] == [1, 2, 3]
+    assert [row["train/loss"] for _, (_, row) in logs] == pytest.approx([r["loss"] for r in rows])
+    again = FakeWandb()
+    monkeypatch.setitem(sys.modules, "wandb", again)
+    T.train(micro_model(), MICRO.recipe, source(), folder, dataclasses.replace(options, resume=True))
+    assert again.calls[0][1]["id"] == init["id"]  # a resumed run continues the same W&B run
+
+
+def test_wandb_offline_run_writes_its_file(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    folder = tmp_path / "runs" / "tiny" / "gdn" / "seed0"
+    options = RunOptions(progress=False, threads=1, wandb=True)
+    T.train(micro_model(), dataclasses.replace(MICRO.recipe, train_steps=2), source(), folder, options)
+    assert list(folder.glob("wandb/offline-run-*/run-*.wandb"))
+
+
 def test_nan_loss_stops_and_names_the_step(tmp_path):
     def batches(epoch, rank, world_size):
         good = [synthetic_batch(i) for i in range(3)]
@@ -199,3 +247,11 @@ def test_nan_loss_stops_and_names_the_step(tmp_path):
 def test_empty_source_is_an_error(tmp_path):
     with pytest.raises(BenchError, match="no batch"):
         train(micro_model(), MICRO.recipe, lambda e, r, w: [], tmp_path)
+
+
+def test_wandb_without_the_package_is_one_line(monkeypatch):
+    import bench.train_log as train_log
+
+    monkeypatch.setattr(train_log.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(BenchError, match=r"--wandb: the wandb package is not installed \(pip install -e '.\[logs\]'\)"):
+        train_log.check_wandb()
