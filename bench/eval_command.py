@@ -68,6 +68,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-dir", default="runs", help="checkpoint folder (default runs)")
     parser.add_argument("--out", default=None, help="eval record path (default: beside the checkpoint, eval/)")
     parser.add_argument("--partial", action="store_true", help="accept the checkpoint of an unfinished run")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing eval record")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
 
 
@@ -89,6 +90,9 @@ def main(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite, target.preset, args.nonce)  # bad --nonce fails before any loading
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     checkpoint = RunOptions(run_dir=Path(args.run_dir)).checkpoint_dir(target.preset.name, target.name, target.seed)
+    out = Path(args.out) if args.out else checkpoint / "eval" / f"{suite.name}.json"
+    if out.exists() and not args.overwrite:
+        raise BenchError(f"{out} exists; pass --overwrite to replace it, or --out to write elsewhere")
     model, step = load_checkpoint(target, checkpoint / CHECKPOINT_NAME, args.partial, device)
     if suite.name == "ood":
         print(f"[eval] {target.name} seed {target.seed}: suite ood, {len(set(suite.groups))} tasks", flush=True)
@@ -104,7 +108,6 @@ def main(args: argparse.Namespace) -> int:
         test = evaluate_suite(model, target, load_suite("test", target.preset), args.steps, device)
         comparison = compare(test, record, target.seed)
         print(comparison_line(comparison), flush=True)
-    out = Path(args.out) if args.out else checkpoint / "eval" / f"{suite.name}.json"
     commit, dirty = git_state()
     atomic_write_json(
         out,
@@ -154,6 +157,14 @@ def load_checkpoint(target: Target, path: Path, partial: bool, device: str) -> t
             f"--seed {target.seed}), or point --run-dir at the folder that holds it"
         )
     saved = torch.load(path, map_location="cpu", weights_only=False)
+    meta = saved.get("meta") or {}  # checkpoints written before runs recorded it have none
+    expected = {"preset_digest": preset.digest(), "arch": target.name, "seed": target.seed}
+    for key, value in expected.items():
+        if key in meta and meta[key] != value:
+            raise BenchError(
+                f"{path} was trained as {meta.get('preset')!r} / {meta.get('arch')!r} / seed {meta.get('seed')}, "
+                f"not {preset.name!r} / {target.name!r} / seed {target.seed} ({key} differs)"
+            )
     step, total = int(saved.get("step", -1)), preset.recipe.train_steps
     if step < total and not partial:
         raise BenchError(

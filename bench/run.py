@@ -288,7 +288,14 @@ def train_seed(model: ICRLModel, job: Job, preset: Preset, info: DataInfo, optio
         flush=True,
     )
     checkpoint_dir = options.checkpoint_dir(preset.name, job.name, job.seed)
-    trained = train(model, recipe, batches, checkpoint_dir, options, seed=job.seed)
+    meta = {
+        "preset": preset.name,
+        "preset_digest": preset.digest(),
+        "arch": job.name,
+        "arch_kwargs": job.arch_kwargs,
+        "seed": job.seed,
+    }
+    trained = train(model, recipe, batches, checkpoint_dir, options, seed=job.seed, meta=meta)
     print(
         f"[train] done: loss {trained.final_loss:.4f}, {trained.tokens_per_s:.0f} tokens/s, {trained.wall_s:.1f} s",
         flush=True,

@@ -180,13 +180,15 @@ def train(
     options: RunOptions | None = None,
     seed: int = 0,
     on_step: Callable[[int], None] | None = None,
+    meta: dict | None = None,
 ) -> TrainResult:
     """Run the recipe on `model` (in place) for `recipe.train_steps` optimiser steps.
 
     `checkpoint_dir` holds `checkpoint.pt` (written atomically by rank 0; read back with
     `options.resume`) and the live log `metrics.csv` (`bench.train_log`); `seed` seeds observation
     masking (data order and weights are seeded by their builders); `on_step(step)` is called after
-    each optimiser step (tests use it to interrupt)."""
+    each optimiser step (tests use it to interrupt); `meta` (what the run is: preset, arch, seed) is
+    stored in every checkpoint, so that `bench eval` can refuse a checkpoint of another run."""
     options = options or RunOptions()
     rank, world_size = dist_info()
     if recipe.batch_size % world_size:
@@ -228,6 +230,7 @@ def train(
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
                     "mask_generator": mask_rng_after_step,
+                    "meta": meta or {},
                     **dataclasses.asdict(saved),
                 },
             )

@@ -7,7 +7,16 @@ import gymnasium
 import numpy as np
 import pytest
 
-from bench.anymdp.classic import CLIFF_STATE, TABLE1, cliffwalking, darkroom, frozenlake, pendulum
+from bench.anymdp.classic import (
+    CLIFF_STATE,
+    OOD_TASKS,
+    TABLE1,
+    cliffwalking,
+    darkroom,
+    frozenlake,
+    ood_instances,
+    pendulum,
+)
 from bench.anymdp.env import AnyMDPEnv
 from bench.anymdp.solvers import TaskArrays, oracle_returns, random_returns
 from bench.anymdp.task import Task
@@ -207,3 +216,21 @@ def test_table1_tasks_have_the_documented_sizes():
 def test_bad_arguments_fail_in_one_line(build, message):
     with pytest.raises(BenchError, match=message):
         build()
+
+
+def value_iteration_return(task: Task) -> float:
+    """The finite-horizon optimum by plain value iteration over the task's own tables, written
+    independently of bench.anymdp.solvers: V_h(s) = max_a sum_s' P (R + V_{h-1}(s') [s' not terminal])."""
+    p, r = task.transition, task.reward
+    v = np.zeros(task.ns)
+    for _ in range(task.horizon):
+        continuation = np.where(task.terminal, 0.0, v)
+        v = np.max(np.einsum("san,san->sa", p, r) + np.einsum("san,n->sa", p, continuation), axis=1)
+    return float(task.start @ v)
+
+
+@pytest.mark.parametrize("name", OOD_TASKS)
+def test_every_oracle_equals_plain_value_iteration(name):
+    (task,) = ood_instances(name, 1)
+    (j_opt,) = oracle_returns(TaskArrays.stack([task]))
+    assert j_opt == pytest.approx(value_iteration_return(task), rel=1e-9, abs=1e-9)

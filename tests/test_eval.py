@@ -81,17 +81,31 @@ def test_eval_refuses_what_it_cannot_evaluate(smoke_run, capsys):
         assert words in capsys.readouterr().err
     # an unfinished run is refused unless --partial; weights of another backbone do not fit
     saved = torch.load(checkpoint, weights_only=False)
-    torch.save({**saved, "step": 5}, _seed_checkpoint(tmp, 7))
+    torch.save({**saved, "step": 5, "meta": {**saved["meta"], "seed": 7}}, _seed_checkpoint(tmp, 7))
     assert eval_cli(tmp, "--arch", "gdn", "--preset", "smoke", "--seed", "7", "--suite", "test") == 2
     assert "is at step 5 of 12" in capsys.readouterr().err
     argv = ["--arch", "gdn", "--preset", "smoke", "--seed", "7", "--suite", "test", "--partial"]
     assert eval_cli(tmp, *argv, "--out", str(tmp / "partial.json")) == 0
     capsys.readouterr()
+    assert eval_cli(tmp, *argv, "--out", str(tmp / "partial.json")) == 2  # never over an existing record
+    assert "exists; pass --overwrite" in capsys.readouterr().err
+    assert eval_cli(tmp, *argv, "--out", str(tmp / "partial.json"), "--overwrite") == 0
+    capsys.readouterr()
+    # a checkpoint of another run (its recorded preset, arch or seed differ) is refused
+    torch.save(saved, _seed_checkpoint(tmp, 8))
+    assert eval_cli(tmp, "--arch", "gdn", "--preset", "smoke", "--seed", "8", "--suite", "test") == 2
+    assert (
+        "was trained as 'smoke' / 'gdn' / seed 0, not 'smoke' / 'gdn' / seed 8 (seed differs)"
+        in capsys.readouterr().err
+    )
     assert eval_cli(tmp, "--arch", "lstm", "--preset", "smoke", "--seed", "0", "--suite", "test") == 2
     assert "no checkpoint at" in capsys.readouterr().err
-    torch.save(saved, _seed_checkpoint(tmp, 0, "lstm"))
+    torch.save({**saved, "meta": {}}, _seed_checkpoint(tmp, 0, "lstm"))  # no record of its run: loaded, and
     assert eval_cli(tmp, "--arch", "lstm", "--preset", "smoke", "--suite", "test") == 2
     assert "does not fit the model of lstm at smoke" in capsys.readouterr().err
+    torch.save(saved, _seed_checkpoint(tmp, 0, "lstm"))
+    assert eval_cli(tmp, "--arch", "lstm", "--preset", "smoke", "--suite", "test") == 2
+    assert "was trained as 'smoke' / 'gdn' / seed 0" in capsys.readouterr().err
 
 
 def _seed_checkpoint(tmp, seed: int, arch: str = "gdn"):
