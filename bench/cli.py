@@ -22,8 +22,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("bench.data.command", "build, verify and describe the DPD training data of a preset"),
     "fidelity": ("bench.anymdp.fidelity", "compare our AnyMDP generator with the official one (needs xenoverse)"),
     "leaderboard": ("bench.report.leaderboard", "regenerate leaderboard.md from the validated result files"),
+    "results": ("bench.report.frame", "export the valid result files as one tidy table (CSV, Parquet)"),
     "plot": ("bench.report.plot", "write comparison figures (PNG and SVG) to results/plots/"),
     "validate": ("bench.report.validate", "check result files: schema, preset, dataset, recomputed metrics"),
+    "ood-table": ("bench.ood_table", "run TQL-UCB on the Table 1 tasks and write the side-by-side table"),
 }
 
 

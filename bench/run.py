@@ -37,6 +37,7 @@ from bench.evaluate import grouped_eval, interactive_eval, offline_eval
 from bench.model import ICRLModel, build_model, check_overrides
 from bench.options import RunOptions
 from bench.presets import DEFAULT_PRESET, PRESETS, Preset, get_preset
+from bench.provenance import backbone_source
 from bench.report import results
 from bench.report.leaderboard import write_leaderboard
 from bench.rollout import shard_agent
@@ -398,6 +399,7 @@ def manifest(
         "dataset_fingerprint": info.fingerprint,
         "preset_digest": preset.digest(),
         "arch_class": f"{cls.__module__}:{cls.__qualname__}",
+        "backbone_source": backbone_source(cls),
         "arch_kwargs": arch_kwargs,
         "param_count": {"backbone": count_parameters(model.backbone), "total": count_parameters(model)},
         "state_size": int(model.backbone.state_size()),

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from architectures import REGISTRY, resolve
 from bench import metrics
 from bench.data.shards import committed_fingerprint
 from bench.presets import PRESETS
+from bench.provenance import backbone_source
 from bench.report import results
 
 PRESET = "tiny"
@@ -39,6 +41,8 @@ def make_result(arch: str, seed: int, skill: float) -> dict:
     doc = results.example_result(PRESET, arch, seed)
     doc["manifest"]["preset_digest"] = PRESETS[PRESET].digest()
     doc["manifest"]["dataset_fingerprint"] = committed_fingerprint(PRESETS[PRESET]) or "0" * 64
+    doc["manifest"]["arch_class"] = REGISTRY.get(arch, REGISTRY["gdn"])  # a real class: its source is checked
+    doc["manifest"]["backbone_source"] = backbone_source(resolve(doc["manifest"]["arch_class"]))
     skills = {"model": skill, "oracle": 1.0, "random": 0.0, "tql_ucb": 0.4}
     interactive = doc["interactive"]
     interactive.update(eval_steps=EVAL_STEPS, n_tasks=2 * N_TASKS_PER_NS, bootstrap_samples=200)

@@ -44,6 +44,7 @@ ARCHS = tuple(REGISTRY)
 
 RECORDED = Path(__file__).with_name("micro_digests.json")
 MACHINE_FIELDS = (
+    "backbone_source",  # the code's state, as git_commit
     "command",
     "created_utc",
     "device",

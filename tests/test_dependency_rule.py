@@ -9,8 +9,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 LEAVES = {"bench.errors", "bench.io", "bench.presets", "bench.options", "bench.distributed", "bench.metrics"}
-COMMANDS = {"bench.cli", "bench.__main__", "bench.run", "bench.eval_command", "bench.check_arch", "bench.demo",
-            "bench.data.command", "bench.anymdp.fidelity"}  # fmt: skip
+COMMANDS = {"bench.cli", "bench.__main__", "bench.run", "bench.eval_command", "bench.ood_table", "bench.check_arch",
+            "bench.gpu_check", "bench.demo", "bench.data.command", "bench.anymdp.fidelity"}  # fmt: skip
 STAGES = [
     ("bench.anymdp",),
     ("bench.data", "bench.suites"),

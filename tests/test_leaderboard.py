@@ -68,6 +68,17 @@ def test_schema_1_files_without_the_ood_section_are_still_read(good):
     assert "result.ood: missing" in validate_doc(old)[0]  # version 2 must hold it
 
 
+def test_changed_or_unknown_backbone_source_is_refused(good):
+    doc = copy.deepcopy(good)
+    source = doc["manifest"]["backbone_source"]
+    source["files"]["architectures/gdn.py"] = "1" * 64
+    source["sha256"] = "2" * 64
+    assert "backbone source differs from the run's (architectures/gdn.py changed)" in validate_doc(doc)[0]
+    doc = copy.deepcopy(good)
+    doc["manifest"]["arch_class"] = "nopkg.mod:Mixer"
+    assert validate_doc(doc)[0].startswith("backbone source cannot be checked: cannot import module 'nopkg.mod'")
+
+
 def test_other_preset_or_dataset_is_refused(good):
     doc = copy.deepcopy(good)
     doc["manifest"]["preset_digest"] = "f" * 64

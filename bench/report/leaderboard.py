@@ -21,6 +21,7 @@ from bench import metrics
 from bench.errors import BenchError
 from bench.io import atomic_write
 from bench.presets import DEFAULT_PRESET, PRESETS, RANKED
+from bench.report.frame import results_frame
 from bench.report.results import iter_results
 from bench.report.validate import agent_episodes, validate_file
 
@@ -204,30 +205,22 @@ def preset_table(preset: str, docs: list[dict]) -> str:
 def ood_table(docs: list[dict]) -> str | None:
     """The OOD track of one preset: per architecture (and baseline) and Table 1 task, the last-quarter
     mean normalised score, averaged over the seeds whose results hold the OOD section (schema 2)."""
-    with_ood = [doc for doc in docs if doc.get("ood", {}).get("by_task")]
-    if not with_ood:
+    frame = results_frame(docs)
+    frame = frame[(frame.suite == "ood") & (frame.group == "overall") & (frame.metric == "last_quarter")]
+    if frame.empty:
         return None
-    tasks = list(dict.fromkeys(name for doc in with_ood for name in doc["ood"]["by_task"]))
-    by_arch: dict[str, list[dict]] = defaultdict(list)
-    for doc in with_ood:
-        by_arch[doc["arch"]].append(doc)
-
-    def cell(group: list[dict], agent: str, task: str) -> str:
-        values = [
-            d["ood"]["by_task"][task]["agents"][agent]["overall"]["last_quarter"]
-            for d in group
-            if task in d["ood"]["by_task"]
-        ]
-        return f"{np.mean(values):.3f}" if values else "—"
-
+    tasks = list(dict.fromkeys(frame.task))
+    model = frame[frame.agent == "model"]
+    # baselines: one result per seed (every result of a seed rolls them out on the same tasks)
+    baselines = frame[frame.agent != "model"].drop_duplicates(["seed", "agent", "task"])
+    rows = [(f"`{arch}`", group) for arch, group in model.groupby("arch", sort=True)]
+    rows += [(f"*{BASELINE_LABELS[a]}*", baselines[baselines.agent == a]) for a in BASELINES]
     lines = ["| architecture | seeds | " + " | ".join(tasks) + " |", "|" + " --- |" * (len(tasks) + 2)]
-    for arch, group in sorted(by_arch.items()):
-        lines.append(f"| `{arch}` | {len(group)} | " + " | ".join(cell(group, "model", t) for t in tasks) + " |")
-    unique = list({doc["seed"]: doc for doc in sorted(with_ood, key=lambda d: (d["seed"], d["arch"]))}.values())
-    for agent in BASELINES:
-        cells = " | ".join(cell(unique, agent, t) for t in tasks)
-        lines.append(f"| *{BASELINE_LABELS[agent]}* | {len(unique)} | {cells} |")
-    skipped = with_ood[0]["ood"]["not_applicable"]
+    for label, group in rows:
+        means = group.groupby("task").value.mean()
+        cells = " | ".join(f"{means[t]:.3f}" if t in means else "—" for t in tasks)
+        lines.append(f"| {label} | {group.seed.nunique()} | {cells} |")
+    skipped = next(doc["ood"]["not_applicable"] for doc in docs if doc.get("ood", {}).get("by_task"))
     if skipped:
         lines += ["", "Not applicable at this preset: " + "; ".join(f"{k} ({v})" for k, v in skipped.items()) + "."]
     return "\n".join(lines)
@@ -318,25 +311,36 @@ def write_leaderboard(
     return out, accepted, refused
 
 
-def configure(parser: argparse.ArgumentParser) -> None:
+def add_results_argument(parser: argparse.ArgumentParser) -> None:
+    """`--results DIR`, repeatable (read by `result_roots`)."""
     parser.add_argument(
         "--results",
         type=Path,
         action="append",
         default=None,
-        help="folder of result files; repeat to rank several together, e.g. --results results --results mine "
+        help="folder of result files; repeat to read several together, e.g. --results results --results mine "
         "(default results)",
     )
+
+
+def result_roots(args: argparse.Namespace) -> list[Path]:
+    """The folders of `--results` (default results/), or a BenchError naming one that does not exist."""
+    roots = args.results or [Path("results")]
+    missing = [str(root) for root in roots if not root.is_dir()]
+    if missing:
+        raise BenchError(f"--results {missing[0]}: no such folder")
+    return roots
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add_results_argument(parser)
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--out", type=Path, default=Path("leaderboard.md"), help="Markdown file to write")
     where.add_argument("--stdout", action="store_true", help="print the Markdown instead of writing a file")
 
 
 def main(args: argparse.Namespace) -> int:
-    roots = args.results or [Path("results")]
-    missing = [str(root) for root in roots if not root.is_dir()]
-    if missing:
-        raise BenchError(f"--results {missing[0]}: no such folder")
+    roots = result_roots(args)
     if args.stdout:
         accepted, refused = collect(roots)
         print(render(accepted, refused), end="")

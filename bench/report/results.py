@@ -128,6 +128,8 @@ SCHEMA: dict[str, Any] = {
 }
 OOD = {"by_task": _MapOf(INTERACTIVE), "not_applicable": _MapOf(str)}
 """Version 2: the `ood` section, one `interactive` record per applicable Table 1 task."""
+BACKBONE_SOURCE = {"sha256": str, "files": _MapOf(str)}
+"""Version 2: `manifest.backbone_source`, digests of the backbone's source files (`bench.provenance`)."""
 
 
 def _check(value: Any, spec: Any, where: str, reasons: list[str]) -> None:
@@ -199,6 +201,11 @@ def check_result(doc: Any) -> list[str]:
             reasons.append("result.ood: missing (schema version 2 results hold the OOD track)")
         else:
             _check(doc["ood"], OOD, "result.ood", reasons)
+        manifest = doc.get("manifest") if isinstance(doc.get("manifest"), dict) else {}
+        if "backbone_source" not in manifest:
+            reasons.append("result.manifest.backbone_source: missing (schema version 2 results record it)")
+        else:
+            _check(manifest["backbone_source"], BACKBONE_SOURCE, "result.manifest.backbone_source", reasons)
     for field in ("preset", "arch"):
         if isinstance(doc.get(field), str) and not _NAME.match(doc[field]):
             reasons.append(f"result.{field}: {doc[field]!r} is not a plain name (letters, digits, _ . -)")
@@ -310,6 +317,7 @@ def example_result(preset: str = "tiny", arch: str = "gdn", seed: int = 0, score
             "dataset_fingerprint": "0" * 64,
             "preset_digest": "0" * 64,
             "arch_class": f"architectures.{arch}:Example",
+            "backbone_source": {"sha256": "0" * 64, "files": {}},
             "arch_kwargs": {},
             "param_count": {"backbone": 1, "total": 2},
             "state_size": 1,

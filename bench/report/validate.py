@@ -4,9 +4,10 @@ A result passes when it lies where its own fields place it (`<preset>/<arch>/see
 follows the schema (`bench.report.results.check_result`), was made with the
 current definition of its preset (`Preset.digest()`) and with the expected dataset (the dataset
 fingerprint recorded by the other results of its preset must agree, and match the committed
-manifests where they name one), and when every summary metric recomputes, to rounding, from the
-per-task episode records stored beside it (`metrics.agent_record`), so that an edited number is
-caught.
+manifests where they name one), from the backbone source found here (schema 2 records its
+digests: `bench.provenance`), and when every summary metric, of the test tasks and of the OOD
+tasks, recomputes, to rounding, from the per-task episode records stored beside it
+(`metrics.agent_record`), so that an edited number is caught.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.errors import BenchError
+from architectures import resolve
+from bench.errors import USER_ERRORS, BenchError
 from bench.metrics import Episodes, summarize_groups
 from bench.presets import PRESETS
+from bench.provenance import backbone_source
 from bench.report.results import AGENTS, arch_dirname, load_result
 
 RECOMPUTE_RTOL = 1e-9
@@ -105,6 +108,8 @@ def validate_doc(doc: dict, expected_fingerprint: str | None = None) -> list[str
         expected_fingerprint = committed_fingerprint(preset)
     if expected_fingerprint is not None and fingerprint != expected_fingerprint:
         return [f"dataset fingerprint {fingerprint[:12]}... differs from the expected {expected_fingerprint[:12]}..."]
+    if doc["schema_version"] >= 2 and (reason := source_mismatch(doc["manifest"])):
+        return [reason]
     for where, scored, label in scored_records(doc):
         for agent in AGENTS:
             record = scored["agents"][agent]
@@ -116,6 +121,23 @@ def validate_doc(doc: dict, expected_fingerprint: str | None = None) -> list[str
             if reason := _mismatch(stored, fresh, f"{where}.agents.{agent}"):
                 return [f"{reason} (an edited or corrupted number)"]
     return []
+
+
+def source_mismatch(manifest: dict) -> str | None:
+    """Why the backbone source recorded in a manifest is not the source found here, or None."""
+    try:
+        cls = resolve(manifest["arch_class"])
+    except USER_ERRORS as err:
+        return f"backbone source cannot be checked: {err}"
+    recorded, here = manifest["backbone_source"], backbone_source(cls)
+    if recorded["sha256"] == here["sha256"]:
+        return None
+    files = sorted(set(recorded["files"]) | set(here["files"]))
+    changed = [f for f in files if recorded["files"].get(f) != here["files"].get(f)]
+    return (
+        f"backbone source differs from the run's ({', '.join(changed) or 'the file set'} changed): rerun it, "
+        f"or check out the commit it was made at ({manifest.get('git_commit') or 'unknown'})"
+    )
 
 
 def misplaced(path: str | Path, doc: dict) -> str | None:
