@@ -18,7 +18,7 @@ from architectures.base import BlockStack
 from architectures.errors import BackboneError
 from architectures.init import init_weights
 from architectures.layers import RMSNorm, ShortConv, SwiGLU, default_mlp_hidden
-from architectures.ops.mamba2 import ssd
+from architectures.ops.mamba2 import resolve_kernel, ssd
 
 DEFAULT_HEAD_DIM = 64  # mamba-ssm's and fla's headdim
 
@@ -39,13 +39,13 @@ class Mamba2Mixer(nn.Module):
         norm_before_gate: bool,
         norm_eps: float,
         chunk_size: int,
-        use_fla: bool,
+        kernel: str,
     ) -> None:
         super().__init__()
         self.d_inner, self.n_heads, self.head_dim = d_inner, n_heads, d_inner // n_heads
         self.d_state, self.n_groups = d_state, n_groups
         self.norm_before_gate = norm_before_gate
-        self.chunk_size, self.use_fla = chunk_size, use_fla
+        self.chunk_size, self.kernel = chunk_size, kernel
         conv_dim = d_inner + 2 * n_groups * d_state
         self.in_proj = nn.Linear(d_model, d_inner + conv_dim + n_heads, bias=False)
         self.conv = ShortConv(conv_dim, conv_size, activation=True)
@@ -83,7 +83,7 @@ class Mamba2Mixer(nn.Module):
             state[0],
             mode=mode,
             chunk_size=self.chunk_size,
-            use_fla=self.use_fla,
+            kernel=self.kernel,
         )
         y = (y + xs * self.D.to(xs.dtype).unsqueeze(-1)).flatten(-2)
         if self.norm_before_gate:
@@ -124,8 +124,11 @@ class Mamba2(BlockStack):
     norm_before_gate: RMSNorm(y) * silu(z) instead of the reference RMSNorm(y * silu(z)) (False);
     dt_min, dt_max, dt_init_floor: the range of the initial step sizes (0.001, 0.1, 1e-4);
     A_init_range: -A drawn uniformly from it (1, 16); norm_eps (1e-5); chunk_size of the PyTorch
-    chunked scan (64); use_fla: fla's Triton kernels on CUDA when importable; seed of the weight
-    initialisation.
+    chunked scan (64); kernel: what runs the scan on CUDA tensors, "fla" (fla's Triton kernels when
+    fla imports, else PyTorch), "torch" (the PyTorch forms) or "mamba_ssm" (mamba-ssm's SSD kernel for
+    segments; a BackboneError here where it cannot run: no CUDA GPU, or mamba-ssm not installed); CPU
+    tensors always take the PyTorch forms; use_fla=False is kernel="torch" (the switch every fla
+    backbone has); seed of the weight initialisation. No kernel changes parameters or initialisation.
     """
 
     mixer_attr = "mixer"
@@ -149,9 +152,11 @@ class Mamba2(BlockStack):
         norm_eps: float = 1e-5,
         chunk_size: int = 64,
         use_fla: bool = True,
+        kernel: str = "fla",
         seed: int = 0,
     ) -> None:
         super().__init__(d_model, n_layers)
+        kernel = resolve_kernel(kernel, use_fla)
         if expand < 1:
             raise BackboneError(f"mamba2: expand={expand}; accepted: a positive integer")
         d_inner = expand * d_model
@@ -184,7 +189,7 @@ class Mamba2(BlockStack):
                 conv_size=conv_size,
                 norm_before_gate=norm_before_gate,
                 chunk_size=chunk_size,
-                use_fla=use_fla,
+                kernel=kernel,
             )
             for _ in range(n_layers)
         )

@@ -10,7 +10,17 @@ import torch.nn.functional as F
 
 from architectures import SIZES, BackboneError, resolve
 from architectures.mamba2 import Mamba2
-from architectures.ops.mamba2 import fla_available, segment_sums, ssd, ssd_chunked, ssd_recurrent, ssd_reference
+from architectures.ops.mamba2 import (
+    MAMBA_SSM_CHUNK,
+    fla_available,
+    mamba_ssm_available,
+    segment_sums,
+    ssd,
+    ssd_chunked,
+    ssd_mamba_ssm,
+    ssd_recurrent,
+    ssd_reference,
+)
 from bench.presets import PRESETS
 
 
@@ -224,3 +234,118 @@ def test_fla_matches_torch_on_cuda(mode, length):
     assert max_state_err(state_a, state_b) < 1e-3
     (s_a, _), (s_b, _) = with_fla.step(x[:, 0], state_a), without.step(x[:, 0], state_b)
     assert rel_err(s_a, s_b) < 1e-3
+
+
+# --- the kernel switch: torch, fla, mamba_ssm -------------------------------------------------------
+
+
+def test_kernel_switch_keeps_parameters_and_accepts_use_fla():
+    default, torch_kernel = small_model(), small_model(kernel="torch")
+    assert default.blocks[0].mixer.kernel == "fla" and torch_kernel.blocks[0].mixer.kernel == "torch"
+    assert small_model(use_fla=False).blocks[0].mixer.kernel == "torch"
+    assert all(torch.equal(a, b) for a, b in zip(default.state_dict().values(), torch_kernel.state_dict().values()))
+    x = inputs(2, 20)
+    assert torch.equal(default(x)[0], torch_kernel(x)[0])  # on CPU every kernel is the PyTorch path
+
+
+def test_unknown_kernel_is_a_backbone_error():
+    with pytest.raises(BackboneError, match="kernel='triton'; accepted: torch, fla, mamba_ssm"):
+        small_model(kernel="triton")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error where no GPU is visible")
+def test_mamba_ssm_kernel_without_cuda_is_a_one_line_error():
+    with pytest.raises(BackboneError, match=r"kernel='mamba_ssm' needs a CUDA GPU; none is visible here") as err:
+        small_model(kernel="mamba_ssm")
+    assert "\n" not in str(err.value)
+    (x, dt, A, B, C), _ = op_inputs(0)
+    with pytest.raises(BackboneError, match="needs a CUDA GPU"):
+        ssd(x, dt, A, B, C, kernel="mamba_ssm")
+
+
+def stand_in_scan(
+    x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, initial_states=None, dt_softplus=False, **options
+):
+    """mamba_chunk_scan_combined's contract as its docstring states it (x (b, l, h, p), dt (b, l, h),
+    A (h,), B, C (b, l, g, n), initial_states (b, h, p, n); with return_final_states it returns
+    (out (b, l, h, p), final_states float32)), computed by our plain reference."""
+    assert options == {"return_final_states": True} and chunk_size == MAMBA_SSM_CHUNK
+    assert D is None and z is None and dt_bias is None and not dt_softplus
+    assert dt.dtype == A.dtype == torch.float32 and B.dtype == C.dtype == x.dtype
+    assert initial_states is None or initial_states.dtype == torch.float32
+    y, state = ssd_reference(x, dt, A, B, C, initial_states)
+    return y.to(x.dtype), state.float()
+
+
+@pytest.mark.parametrize("with_state", [True, False])
+def test_mamba_ssm_call_maps_our_arguments_onto_the_kernels(with_state):
+    """The call `ssd_mamba_ssm` makes, checked on the CPU against a stand-in with the kernel's signature."""
+    (x, dt, A, B, C), state = op_inputs(3, dtype=torch.float32)
+    initial = state if with_state else None
+    y, h = ssd_mamba_ssm(stand_in_scan, x, dt, A, B, C, initial)
+    y_ref, h_ref = ssd_chunked(x, dt, A, B, C, initial)
+    assert y.dtype == x.dtype and h.dtype == torch.float32
+    assert rel_err(y, y_ref) < 1e-5 and rel_err(h, h_ref) < 1e-5
+
+
+# mamba-ssm's SSD kernel against our PyTorch path (CUDA with mamba-ssm installed only).
+needs_mamba_ssm = pytest.mark.skipif(
+    not mamba_ssm_available(), reason="needs CUDA and mamba-ssm (pip install --no-build-isolation -e '.[mamba]')"
+)
+MAMBA_SSM_TOLERANCE = {torch.float32: (2e-3, 1e-2), torch.bfloat16: (2e-2, 5e-2)}
+"""(outputs and states, gradients): the kernel's float32 dots run in TF32."""
+
+
+@pytest.mark.gpu
+@needs_mamba_ssm
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("length, groups", [(1, 1), (100, 1), (300, 1), (300, 2)])
+def test_mamba_ssm_op_matches_torch_on_cuda(dtype, length, groups):
+    """Outputs, final state and the gradients of every input (initial state included), with x, B, C
+    in `dtype` as the mixer gives them under autocast and dt, A, the state in float32."""
+    inputs, state = op_inputs(8, length=length, heads=8, head_dim=64, groups=groups, d_state=64, dtype=torch.float32)
+    probe = torch.randn(2, length, 8, 64, generator=torch.Generator().manual_seed(9)).cuda()
+    probe_state = torch.randn(state.shape, generator=torch.Generator().manual_seed(10)).cuda()
+
+    def run(kernel: str):
+        leaves = [t.cuda().requires_grad_() for t in (*inputs, state)]
+        x, dt, A, B, C, h0 = leaves
+        y, h = ssd(x.to(dtype), dt, A, B.to(dtype), C.to(dtype), initial_state=h0, kernel=kernel)
+        ((y.float() * probe).sum() + (h * probe_state).sum()).backward()
+        return y, h, [t.grad for t in leaves]
+
+    (y_k, h_k, grads_k), (y_t, h_t, grads_t) = run("mamba_ssm"), run("torch")
+    close, close_grads = MAMBA_SSM_TOLERANCE[dtype]
+    assert y_k.dtype == dtype and h_k.dtype == torch.float32 and y_k.shape == y_t.shape
+    assert rel_err(y_k, y_t) < close and rel_err(h_k, h_t) < close
+    for name, got, want in zip(("x", "dt", "A", "B", "C", "initial state"), grads_k, grads_t):
+        assert rel_err(got, want) < close_grads, name
+
+
+@pytest.mark.gpu
+@needs_mamba_ssm
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_mamba_ssm_backbone_matches_torch_on_cuda(dtype):
+    """The backbone with kernel="mamba_ssm" against kernel="torch", same weights: a prefix carries the
+    state into a segment (forward + backward), then one step; outputs, states, parameter gradients."""
+    config = dict(n_heads=8, d_state=32, mlp_hidden=0, seed=3)
+    fast, reference = (Mamba2(128, 2, kernel=kernel, **config).cuda() for kernel in ("mamba_ssm", "torch"))
+    gen = torch.Generator().manual_seed(4)
+    prefix, x = (torch.randn(2, n, 128, generator=gen).cuda() for n in (150, 300))
+    results = []
+    for model in (fast, reference):
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+            with torch.no_grad():
+                _, state = model(prefix)
+            y, state = model(x, state)
+            y.float().square().mean().backward()
+            step, _ = model.step(x[:, 0], state)
+        grads = {name: p.grad for name, p in model.named_parameters()}
+        results.append((y, state, step, grads))
+    (y_k, state_k, step_k, grads_k), (y_t, state_t, step_t, grads_t) = results
+    close, close_grads = MAMBA_SSM_TOLERANCE[dtype]
+    assert rel_err(y_k, y_t) < close and rel_err(step_k, step_t) < close
+    assert all(s.dtype == torch.float32 for layer in state_k for s in layer)
+    assert max_state_err(state_k, state_t) < close
+    for name, grad in grads_t.items():
+        assert rel_err(grads_k[name], grad) < close_grads, name

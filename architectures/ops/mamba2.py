@@ -1,4 +1,4 @@
-"""The SSD (state space duality) scan of Mamba2, in three forms plus fla dispatch.
+"""The SSD (state space duality) scan of Mamba2, in three forms, plus fla and mamba-ssm dispatch.
 
 Algorithm from Dao & Gu 2024, "Transformers are SSMs: Generalized Models and Efficient
 Algorithms Through Structured State Space Duality" (ICML 2024); tensor layouts follow
@@ -20,6 +20,8 @@ float32 (float64 if given float64); the state is returned in that dtype.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -209,10 +211,77 @@ def ssd_reference(
 
 FLA_KERNELS = ("fla.ops.simple_gla", "chunk_simple_gla", "fused_recurrent_simple_gla")
 """fla's module and its chunked and one-step kernels, loaded by `load_fla` when used."""
+MAMBA_SSM_KERNEL = ("mamba_ssm.ops.triton.ssd_combined", "mamba_chunk_scan_combined")
+"""mamba-ssm's module and its chunked SSD kernel (forward and backward), the same in releases 2.0 to 2.3."""
+MAMBA_SSM_CHUNK = 256
+"""Chunk size given to mamba-ssm's kernel: its `Mamba2` layer's default (the output does not depend on it)."""
+KERNELS = ("torch", "fla", "mamba_ssm")
+"""What runs the scan on CUDA tensors: the PyTorch forms, fla's kernels, or mamba-ssm's."""
 
 
 def fla_available() -> bool:
     return load_fla(*FLA_KERNELS) is not None
+
+
+def mamba_ssm_available() -> bool:
+    """Whether mamba-ssm's kernel can run here (a CUDA GPU is visible and it imports); never imports it otherwise."""
+    return torch.cuda.is_available() and load_fla(*MAMBA_SSM_KERNEL) is not None
+
+
+def mamba_ssm_scan() -> Callable:
+    """mamba-ssm's `mamba_chunk_scan_combined`, or a one-line BackboneError saying why it cannot run here."""
+    if not torch.cuda.is_available():
+        raise BackboneError(
+            f"mamba2: kernel='mamba_ssm' needs a CUDA GPU; none is visible here (torch {torch.__version__}); "
+            "use kernel='fla' or 'torch'"
+        )
+    loaded = load_fla(*MAMBA_SSM_KERNEL)
+    if loaded is None:
+        raise BackboneError(
+            "mamba2: kernel='mamba_ssm' needs mamba-ssm, which does not import here "
+            "(pip install --no-build-isolation -e '.[mamba]'; its build needs nvcc); use kernel='fla' or 'torch'"
+        )
+    return loaded[0]
+
+
+def resolve_kernel(kernel: str, use_fla: bool = True) -> str:
+    """The scan `kernel` names, checked: "torch", "fla" ("torch" when `use_fla` is False, the switch every
+    fla backbone has) or "mamba_ssm" (a BackboneError where it cannot run: no CUDA, or not installed)."""
+    if kernel not in KERNELS:
+        raise BackboneError(f"mamba2: kernel={kernel!r}; accepted: {', '.join(KERNELS)}")
+    if kernel == "mamba_ssm":
+        mamba_ssm_scan()
+    return "torch" if kernel == "fla" and not use_fla else kernel
+
+
+def ssd_mamba_ssm(
+    scan: Callable,
+    x: torch.Tensor,
+    dt: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    initial_state: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """SSD over a segment by mamba-ssm's `scan` (`mamba_chunk_scan_combined`): the same layouts and
+    recurrence as ours, given the step sizes already through softplus (dt_softplus=False, no dt_bias),
+    without D and z (the mixer adds the skip and the gate), B and C in x's dtype (bf16 under autocast).
+    The carried state is float32 both ways: the kernel reads `initial_states` as float32 and returns
+    its final states in float32 (every 2.x release); inside the segment its per-chunk states have
+    x's dtype, mamba-ssm's own training precision."""
+    _check_inputs(x, dt, A, B, C, initial_state)
+    with torch.autocast(x.device.type, enabled=False):
+        y, state = scan(
+            x,
+            dt.float(),
+            A.float(),
+            B.to(x.dtype),
+            C.to(x.dtype),
+            MAMBA_SSM_CHUNK,
+            initial_states=None if initial_state is None else initial_state.float(),
+            return_final_states=True,
+        )
+    return y, state.float()  # float32 already: the state contract, whatever a future release does
 
 
 def ssd(
@@ -225,17 +294,24 @@ def ssd(
     mode: str = "chunk",
     chunk_size: int = 64,
     use_fla: bool = True,
+    kernel: str = "fla",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """SSD over a segment (mode "chunk") or step by step (mode "recurrent"), with state in and out.
 
-    On CUDA with fla importable (and `use_fla`), runs fla's scalar-decay gated linear attention
-    kernels (`chunk_simple_gla` / `fused_recurrent_simple_gla`), which compute the same
-    recurrence with q = C, k = B, v = dt x, log decay g = dt A and scale 1, state (K, V) = the
-    transpose of ours. Otherwise the PyTorch forms above, in float32 with autocast disabled.
+    `kernel` chooses what runs on CUDA tensors (`resolve_kernel`); CPU tensors always take the
+    PyTorch forms. "fla" (when fla imports): fla's scalar-decay gated linear attention kernels
+    (`chunk_simple_gla` / `fused_recurrent_simple_gla`), which compute the same recurrence with
+    q = C, k = B, v = dt x, log decay g = dt A and scale 1, state (K, V) = the transpose of ours.
+    "mamba_ssm": mamba-ssm's SSD kernel for segments (`ssd_mamba_ssm`) and the PyTorch recurrent
+    form for single steps (mamba-ssm has no functional one-step kernel). Otherwise the PyTorch forms
+    above, in float32 with autocast disabled.
     """
     if mode not in ("chunk", "recurrent"):
         raise BackboneError(f"ssd: unknown mode {mode!r}; accepted: chunk, recurrent")
-    kernels = load_fla(*FLA_KERNELS) if use_fla and x.is_cuda else None
+    kernel = resolve_kernel(kernel, use_fla)
+    if kernel == "mamba_ssm" and x.is_cuda and mode == "chunk":
+        return ssd_mamba_ssm(mamba_ssm_scan(), x, dt, A, B, C, initial_state)
+    kernels = load_fla(*FLA_KERNELS) if kernel == "fla" and x.is_cuda else None
     if kernels is None:
         with torch.autocast(x.device.type, enabled=False):
             if mode == "chunk":
@@ -248,8 +324,8 @@ def ssd(
     q, k = (_expand_groups(m, n_heads).to(x.dtype) for m in (C, B))
     v = x * dt.unsqueeze(-1).to(x.dtype)
     g = dt.float() * A.float()
-    kernel = kernels[0] if mode == "chunk" else kernels[1]
-    y, state = kernel(
+    fla_kernel = kernels[0] if mode == "chunk" else kernels[1]
+    y, state = fla_kernel(
         q.contiguous(),
         k.contiguous(),
         v.contiguous(),

@@ -92,15 +92,17 @@ def measure(
     device: torch.device,
     threads: int | None,
     layout: str | None = None,
+    overrides: dict[str, object] | None = None,
 ) -> dict[str, object]:
     """One row: parameters, seconds per optimiser step (median), tokens/s, environment steps/s, peak
-    memory. Run it in a fresh process: memory freed by an earlier model would hide this one's growth."""
+    memory; `overrides` update the backbone's constructor arguments (e.g. mamba2's kernel). Run it in
+    a fresh process: memory freed by an earlier model would hide this one's growth."""
     if threads is not None:
         torch.set_num_threads(threads)
     preset = get_preset(preset_name)
     recipe = dataclasses.replace(preset.recipe, segment_len=segment, layout=layout or preset.recipe.layout)
     preset = dataclasses.replace(preset, recipe=recipe)
-    model, _ = build_model(arch, preset, seed=0)
+    model, _ = build_model(arch, preset, seed=0, overrides=overrides)
     model.to(device).train()
     optimizer = torch.optim.AdamW(parameter_groups(model, recipe.weight_decay), lr=recipe.lr)
     generator = torch.Generator().manual_seed(0)
