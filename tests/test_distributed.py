@@ -443,7 +443,7 @@ def test_perf_train_prints_a_row_per_backbone_and_rejects_bad_sizes(capsys):
         and f"s/iteration at tiny ({PRESETS['tiny'].recipe.batch_size // 8} x {PRESETS['tiny'].data.seq_len})" in out
     )  # per GPU of 8
     row = next(line for line in out.splitlines() if line.startswith("lstm "))
-    assert row.split()[1] == "grouped"  # tiny's layout
+    assert row.split()[1] == PRESETS["tiny"].recipe.layout
     assert float(row.split()[2]) == pytest.approx(0.41, abs=0.01)  # parameters (M) of the tiny model
     assert cli_main(["perf", "train", "--preset", "tiny", "--steps", "0"]) == 2
     assert "--steps=0; accepted: a positive integer" in capsys.readouterr().err

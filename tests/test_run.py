@@ -56,7 +56,7 @@ def test_micro_pipeline_writes_a_valid_result_and_resume_reproduces_it(tmp_path)
     assert manifest["arch_class"] == "architectures.gdn:GatedDeltaNet"
     assert manifest["preset_digest"] == MICRO.digest() != TINY.digest()
     assert manifest["param_count"]["total"] > manifest["param_count"]["backbone"] > 0
-    assert doc["training"]["steps"] == 3 and doc["training"]["tokens"] == 3 * 4 * 64 * 2
+    assert doc["training"]["steps"] == 3 and doc["training"]["tokens"] == 3 * 4 * 64 * 1  # one token per step
     assert doc["offline"]["bin_edges"] == [0, 16, 32, 64] and doc["offline"]["n_sequences"] == 4
     agents = doc["interactive"]["agents"]
     assert set(agents["model"]["groups"]) == {"ns=1", "ns=8"}
