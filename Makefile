@@ -1,6 +1,9 @@
 # Two entry points, each doing its own set-up idempotently:
 #   make run    the main job on the default preset
 #   make test   lint and format checks (ruff), then the test suite
+# and the speed suite (pytest-benchmark, benchmarks/; about 4 minutes on 2 cores):
+#   make bench  results/perf/speed.json (and a copy in .benchmarks/ for --benchmark-compare),
+#               then docs/performance.md generated from it
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -28,4 +31,5 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 bench: $(STAMP)
-	$(PY) -m bench perf
+	$(PY) -m pytest benchmarks --benchmark-enable --benchmark-autosave --benchmark-json=results/perf/speed.json
+	$(PY) -m benchmarks.doc results/perf/speed.json

@@ -17,7 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("bench.demo", "sample, solve and step AnyMDP tasks and print what was measured"),
     "check-arch": ("bench.check_arch", "run the conformance checks on a backbone"),
     "gpu-check": ("bench.gpu_check", "on one CUDA GPU: GPU tests, kernels, speed, 200 training steps (results/gpu/)"),
-    "perf": ("bench.perf", "run the speed benchmarks and print tables"),
+    "perf": ("bench.perf", "backbone memory (peak RSS by length, per step); speed is `make bench`"),
     "run": ("bench.run", "train a backbone on a preset, evaluate it in context and write its result file"),
     "eval": ("bench.eval_command", "roll out a trained checkpoint on a suite of tasks (test, valid, fresh)"),
     "data": ("bench.data.command", "build, verify and describe the DPD training data of a preset"),

@@ -25,7 +25,7 @@ from architectures import REGISTRY
 from bench import metrics
 from bench.data.behavior import N_TAGS, PROMPT_ORACLE, TAG_UNKNOWN
 from bench.errors import BenchError
-from bench.evaluate import grouped_eval, interactive_eval
+from bench.evaluate import EVAL_ROLLOUTS, grouped_eval, interactive_eval
 from bench.io import atomic_write_json
 from bench.model import ICRLModel, build_model
 from bench.options import RunOptions
@@ -65,6 +65,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--suite", required=True, choices=SUITES, help="tasks to roll out on")
     parser.add_argument("--nonce", type=int, default=None, help="with --suite fresh: which fresh tasks (0 to 2**32-1)")
     parser.add_argument("--steps", type=int, default=None, help="rollout steps per task (default: the preset's)")
+    parser.add_argument(
+        "--rollouts",
+        type=int,
+        default=EVAL_ROLLOUTS,
+        help=f"independent rollouts per task (default {EVAL_ROLLOUTS}); the record reports how the final "
+        "score's standard deviation falls with the rollouts averaged",
+    )
     parser.add_argument("--run-dir", default="runs", help="checkpoint folder (default runs)")
     parser.add_argument("--out", default=None, help="eval record path (default: beside the checkpoint, eval/)")
     parser.add_argument("--partial", action="store_true", help="accept the checkpoint of an unfinished run")
@@ -85,6 +92,8 @@ def main(args: argparse.Namespace) -> int:
             raise BenchError(f"--seed {seed}: accepted: a non-negative integer")
         kwargs = args.arch_kwargs or {}
         target = Target(args.arch, kwargs, results.variant_name(args.arch, kwargs), preset, seed)
+    if args.rollouts < 1:
+        raise BenchError(f"--rollouts {args.rollouts}: accepted: a positive integer")
     if args.steps is not None and args.steps < 4:
         raise BenchError(f"--steps {args.steps}: accepted: an integer >= 4 (scores compare quarters of the rollout)")
     suite = load_suite(args.suite, target.preset, args.nonce)  # bad --nonce fails before any loading
@@ -97,16 +106,17 @@ def main(args: argparse.Namespace) -> int:
     if suite.name == "ood":
         print(f"[eval] {target.name} seed {target.seed}: suite ood, {len(set(suite.groups))} tasks", flush=True)
         record = grouped_eval(
-            model, suite, target.preset, target.seed, PROMPT_ORACLE, TAG_UNKNOWN, device, steps=args.steps
+            model, suite, target.preset, PROMPT_ORACLE, TAG_UNKNOWN, device, args.steps, rollouts=args.rollouts
         )
         print(ood_table(record), flush=True)
     else:
-        record = evaluate_suite(model, target, suite, args.steps, device)
+        record = evaluate_suite(model, target, suite, args.steps, device, args.rollouts)
         print(group_table(record), flush=True)
+        print(noise_table(record), flush=True)
     comparison = None
     if args.suite == "fresh":
-        test = evaluate_suite(model, target, load_suite("test", target.preset), args.steps, device)
-        comparison = compare(test, record, target.seed)
+        test = evaluate_suite(model, target, load_suite("test", target.preset), args.steps, device, args.rollouts)
+        comparison = compare(test, record)
         print(comparison_line(comparison), flush=True)
     commit, dirty = git_state()
     atomic_write_json(
@@ -182,57 +192,68 @@ def load_checkpoint(target: Target, path: Path, partial: bool, device: str) -> t
     return model.to(device), step
 
 
-def evaluate_suite(model: ICRLModel, target: Target, suite: Suite, steps: int | None, device: str) -> dict:
+def evaluate_suite(
+    model: ICRLModel, target: Target, suite: Suite, steps: int | None, device: str, rollouts: int
+) -> dict:
     """The `interactive` record of the model and the baselines on the suite's tasks."""
     steps = target.preset.recipe.eval_steps if steps is None else steps
-    print(f"[eval] {target.name} seed {target.seed}: suite {suite.name}, {len(suite.tasks)} tasks x {steps} steps")
+    print(
+        f"[eval] {target.name} seed {target.seed}: suite {suite.name}, {len(suite.tasks)} tasks x {steps} steps "
+        f"x {rollouts} rollouts"
+    )
     return interactive_eval(
         model,
         suite.tasks,
         target.preset,
-        target.seed,
         PROMPT_ORACLE,
         TAG_UNKNOWN,
         device,
-        steps=steps,
+        steps,
         groups=suite.groups,
+        rollouts=rollouts,
     )
 
 
 def ood_table(record: dict) -> str:
-    """Last-quarter score of each agent on each OOD task, and the tasks left out."""
+    """Final score of each agent on each OOD task, and the tasks left out."""
     rows = []
     for name, part in record["by_task"].items():
-        cells = "".join(f"{part['agents'][a]['overall']['last_quarter']:10.3f}" for a in part["agents"])
+        cells = "".join(_cell(part["agents"][a]["overall"]["final"]) for a in part["agents"])
         rows.append(f"{name:26s}{cells}")
     agents = next(iter(record["by_task"].values()))["agents"] if record["by_task"] else {}
     header = f"{'task':26s}" + "".join(f"{agent:>10s}" for agent in agents)
     skipped = [f"  {name}: not applicable ({why})" for name, why in record["not_applicable"].items()]
-    return "\n".join(["last-quarter mean normalised score (0 = uniform random, 1 = oracle)", header, *rows, *skipped])
+    return "\n".join([f"{SCORE_TITLE}", header, *rows, *skipped])
 
 
-def last_quarter_scores(record: dict, agent: str = "model") -> np.ndarray:
-    """Per-task mean normalised return of the episodes starting in the last quarter of the rollout."""
-    ep = metrics.Episodes.from_record(record["agents"][agent]["tasks"], record["eval_steps"])
+SCORE_TITLE = "final score: anchored episodes of the last quarter, normalised (0 = uniform random, 1 = oracle)"
+
+
+def _cell(value: float | None) -> str:
+    return f"{'—':>10s}" if value is None else f"{value:10.3f}"
+
+
+def final_scores(record: dict, agent: str = "model") -> tuple[np.ndarray, list[str]]:
+    """Per-task final score of one agent (mean over the rollouts) and each task's group."""
     tasks = record["agents"][agent]["tasks"]
-    scores = metrics.episode_scores(ep, np.asarray(tasks["j_rand"]), np.asarray(tasks["j_opt"]))
-    steps = ep.steps
-    quarter = steps // 4
-    return metrics.task_means(ep, scores, np.array([steps - quarter, steps]))[:, 0]
+    curves, _ = metrics.record_arrays(tasks)
+    return metrics.task_scores(curves, metrics.anchor_steps(record["eval_steps"]), record["eval_steps"])[
+        "final"
+    ], tasks["group"]
 
 
-def compare(test: dict, fresh: dict, seed: int) -> dict:
-    """The model's last-quarter score on test and on fresh tasks, and test - fresh with a bootstrap
-    95 % interval (tasks resampled within each suite)."""
-    a, b = last_quarter_scores(test), last_quarter_scores(fresh)
+def compare(test: dict, fresh: dict) -> dict:
+    """The model's final score on test and on fresh tasks, and test - fresh with a bootstrap 95 %
+    interval (tasks resampled within each suite)."""
+    a, b = final_scores(test)[0], final_scores(fresh)[0]
     a, b = a[~np.isnan(a)], b[~np.isnan(b)]
-    rng = np.random.default_rng([seed, COMPARISON_SAMPLES])
+    rng = np.random.default_rng([metrics.BOOTSTRAP_SEED, COMPARISON_SAMPLES])
     diffs = a[rng.integers(len(a), size=(COMPARISON_SAMPLES, len(a)))].mean(1) - b[
         rng.integers(len(b), size=(COMPARISON_SAMPLES, len(b)))
     ].mean(1)
     lo, hi = np.quantile(diffs, [(1 - metrics.CI_LEVEL) / 2, (1 + metrics.CI_LEVEL) / 2])
     return {
-        "metric": "model last-quarter mean normalised score per task",
+        "metric": "model final score per task (task mean, not group-balanced)",
         "test": float(a.mean()),
         "fresh": float(b.mean()),
         "difference": float(a.mean() - b.mean()),
@@ -244,13 +265,13 @@ def compare(test: dict, fresh: dict, seed: int) -> dict:
 def comparison_line(comparison: dict) -> str:
     lo, hi = comparison["ci"]
     return (
-        f"[eval] model last quarter: test {comparison['test']:.3f}, fresh {comparison['fresh']:.3f}, "
+        f"[eval] model final score: test {comparison['test']:.3f}, fresh {comparison['fresh']:.3f}, "
         f"test - fresh {comparison['difference']:+.3f} (95 % CI [{lo:+.3f}, {hi:+.3f}])"
     )
 
 
 def group_table(record: dict) -> str:
-    """Last-quarter score of each agent, overall and per group, as an aligned text table."""
+    """Final score of each agent, overall and per group, as an aligned text table."""
     agents = list(record["agents"])
     names = ["overall", *record["agents"]["model"]["groups"]]
     lines = [f"{'group':14s}" + "".join(f"{agent:>10s}" for agent in agents)]
@@ -258,7 +279,18 @@ def group_table(record: dict) -> str:
         cells = []
         for agent in agents:
             entry = record["agents"][agent]
-            value = (entry["overall"] if name == "overall" else entry["groups"][name])["last_quarter"]
-            cells.append(f"{value:10.3f}")
+            cells.append(_cell((entry["overall"] if name == "overall" else entry["groups"][name])["final"]))
         lines.append(f"{name:14s}" + "".join(cells))
-    return "last-quarter mean normalised score (0 = uniform random, 1 = oracle)\n" + "\n".join(lines)
+    return SCORE_TITLE + "\n" + "\n".join(lines)
+
+
+def noise_table(record: dict) -> str:
+    """Standard deviation of the overall final score over disjoint sets of m rollouts, per agent."""
+    noise = record["rollout_noise"]
+    sizes = [m for m, _ in noise["model"]]
+    if not sizes:
+        return "rollout noise: needs at least 2 rollouts (--rollouts)"
+    lines = [f"{'rollouts m':14s}" + "".join(f"{agent:>10s}" for agent in noise)]
+    for i, m in enumerate(sizes):
+        lines.append(f"{m:<14d}" + "".join(f"{noise[a][i][1]:10.4f}" for a in noise))
+    return "sd of the overall final score over disjoint sets of m rollouts\n" + "\n".join(lines)

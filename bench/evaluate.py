@@ -20,6 +20,11 @@ from bench.rollout import OracleAgent, RandomAgent, Rollout, SteppingAgent, TQLU
 from bench.suites import Suite
 
 BOOTSTRAP_SAMPLES = 2000
+EVAL_ROLLOUTS = 8
+"""Independent rollouts of every agent on every task; scores are their means (less noise, issue 19)."""
+ROLLOUT_SEED = 2_025
+"""Seed of every evaluation rollout, the same for every run, architecture and training seed: rollout
+noise is not confounded with the training seed, and all agents meet the same environment draws."""
 
 
 # ---- interactive evaluation -----------------------------------------------------------------------
@@ -32,73 +37,100 @@ def task_gaps(tasks: Sequence[Task]) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return j_rand, j_opt, metrics.scorable(j_rand, j_opt)
 
 
-def summarize_rollout(
-    result: Rollout,
-    tasks: Sequence[Task],
-    j_rand: np.ndarray,
-    j_opt: np.ndarray,
-    preset: Preset,
-    seed: int,
-    groups: Sequence[str] | None = None,
-) -> dict:
-    """One agent's result entry (`metrics.agent_record`): summaries overall and per group (ns unless
-    `groups` labels each task), and the per-task episode record they come from."""
-    ep = metrics.episodes(result.rewards, result.dones, result.steps)
-    ns = np.array([task.ns for task in tasks])
-    k = preset.recipe.few_shot_episodes
-    return metrics.agent_record(ep, ns, j_rand, j_opt, k, BOOTSTRAP_SAMPLES, seed, groups)
+def score_rollout(
+    result: Rollout, tasks: Sequence[Task], j_rand: np.ndarray, j_opt: np.ndarray, few_shot_episodes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(R, N, K) anchored normalised scores and (R, N) normalised few-shot scores of a rollout of R
+    rollouts of the N `tasks` (rows rollout-major)."""
+    n = len(tasks)
+    anchors = metrics.anchor_steps(result.steps)
+    rows_rand, rows_opt = np.tile(j_rand, result.rewards.shape[0] // n), np.tile(j_opt, result.rewards.shape[0] // n)
+    curves = metrics.normalized(metrics.anchored_returns(result.rewards, result.dones, anchors), rows_rand, rows_opt)
+    few = metrics.first_episodes_return(result.rewards, result.dones, few_shot_episodes)
+    few = metrics.normalized(few, rows_rand, rows_opt)
+    return curves.reshape(-1, n, anchors.size), few.reshape(-1, n)
+
+
+def _signed(value: float | None) -> str:
+    return "—" if value is None else f"{value:+.3f}"
+
+
+def score_line(summary: dict) -> str:
+    """One line of a Summary: final and gain with their intervals, the first quarter."""
+    lo, hi = summary["final_ci"]
+    glo, ghi = summary["gain_ci"]
+    return (
+        f"final {_signed(summary['final'])} [{_signed(lo)}, {_signed(hi)}]  first quarter {_signed(summary['first'])}"
+        f"  gain {_signed(summary['gain'])} [{_signed(glo)}, {_signed(ghi)}]"
+    )
 
 
 def interactive_eval(
     model: ICRLModel,
     tasks: Sequence[Task],
     preset: Preset,
-    seed: int,
     prompt_id: int,
     tag_id: int,
     device: torch.device | str = "cpu",
     steps: int | None = None,
     log=print,
     groups: Sequence[str] | None = None,
+    rollouts: int = EVAL_ROLLOUTS,
 ) -> dict:
-    """Roll out the model and the oracle, random and TQL-UCB baselines on the same tasks (each
-    with the same environment seed) and summarise; the `interactive` record of a result file.
+    """Roll out the model and the oracle, random and TQL-UCB baselines `rollouts` times on the same
+    tasks (all seeded by ROLLOUT_SEED) and summarise; the `interactive` record of a result file.
     `groups` labels each task's group (default: its ns)."""
     steps = preset.recipe.eval_steps if steps is None else steps
+    if rollouts < 1:
+        raise BenchError(f"rollouts={rollouts}; accepted: a positive integer")
     j_rand, j_opt, keep = task_gaps(tasks)
     kept = [task for task, k in zip(tasks, keep) if k]
-    kept_groups = None if groups is None else [g for g, k in zip(groups, keep) if k]
     if not kept:
         raise BenchError(f"every one of the {len(tasks)} test tasks has a negligible J_opt - J_rand gap")
+    labels = [f"ns={t.ns}" for t in tasks] if groups is None else list(groups)
+    labels = [g for g, k in zip(labels, keep) if k]
     j_rand, j_opt = j_rand[keep], j_opt[keep]
     n_obs = max(task.ns for task in kept)
     if len({task.na for task in kept}) != 1:
         raise BenchError(f"tasks of one rollout must share their action count; got {sorted({t.na for t in kept})}")
     na = kept[0].na  # the baselines act in the task's own action space; the model maps by modulo
+    rows = list(kept) * rollouts
     agents: dict[str, SteppingAgent] = {
         "model": model,
-        "oracle": OracleAgent(kept),
+        "oracle": OracleAgent(rows),
         "random": RandomAgent(na),
-        "tql_ucb": TQLUCBAgent(len(kept), n_obs, na, seed),
+        "tql_ucb": TQLUCBAgent(len(rows), n_obs, na, ROLLOUT_SEED),
     }
+    anchors = metrics.anchor_steps(steps)
+    ns = np.array([task.ns for task in kept])
     out: dict[str, dict] = {}
+    noise: dict[str, list] = {}
     model.eval()
     for name, agent in agents.items():
-        result = rollout(agent, kept, steps, seed, preset.recipe.temperature, prompt_id, tag_id, device)
-        out[name] = summarize_rollout(result, kept, j_rand, j_opt, preset, seed, kept_groups)
-        overall = out[name]["overall"]
-        log(
-            f"  {name:8s} d first quarter {overall['first_quarter']:.3f}  last quarter {overall['last_quarter']:.3f}"
-            f"  diff {overall['quarter_diff']:+.3f} "
-            f"CI [{overall['quarter_diff_ci'][0]:+.3f}, {overall['quarter_diff_ci'][1]:+.3f}]"
+        result = rollout(agent, rows, steps, ROLLOUT_SEED, preset.recipe.temperature, prompt_id, tag_id, device)
+        curves, few = score_rollout(result, kept, j_rand, j_opt, preset.recipe.few_shot_episodes)
+        out[name] = metrics.agent_record(
+            metrics.nanmean(curves, axis=0),
+            metrics.nanmean(few, axis=0),
+            ns,
+            labels,
+            j_rand,
+            j_opt,
+            steps,
+            BOOTSTRAP_SAMPLES,
+            metrics.BOOTSTRAP_SEED,
         )
+        noise[name] = metrics.rollout_noise(curves, labels, anchors, steps)
+        log(f"  {name:8s} {score_line(out[name]['overall'])}")
     return {
         "eval_steps": steps,
         "n_tasks": len(kept),
         "skipped_tasks": len(tasks) - len(kept),
         "gap_threshold": metrics.GAP_THRESHOLD,
         "bootstrap_samples": BOOTSTRAP_SAMPLES,
-        "smoothing_window": int(metrics.SMOOTHING_POINTS * metrics.curve_edges(steps)[1]),
+        "rollouts": rollouts,
+        "rollout_seed": ROLLOUT_SEED,
+        "rollout_noise": noise,
         "agents": out,
     }
 
@@ -107,12 +139,12 @@ def grouped_eval(
     model: ICRLModel,
     suite: Suite,
     preset: Preset,
-    seed: int,
     prompt_id: int,
     tag_id: int,
     device: torch.device | str = "cpu",
     steps: int | None = None,
     log=print,
+    rollouts: int = EVAL_ROLLOUTS,
 ) -> dict:
     """`interactive_eval` of each group of a suite on its own (the OOD suite: a group is one task,
     whose instances share their action count), and the suite's tasks not applicable at `preset`."""
@@ -121,7 +153,7 @@ def grouped_eval(
         members = [task for task, group in zip(suite.tasks, suite.groups) if group == name]
         log(f"  [{name}] {len(members)} instances")
         records[name] = interactive_eval(
-            model, members, preset, seed, prompt_id, tag_id, device, steps, log, groups=[name] * len(members)
+            model, members, preset, prompt_id, tag_id, device, steps, log, [name] * len(members), rollouts
         )
     return {"by_task": records, "not_applicable": dict(suite.not_applicable)}
 

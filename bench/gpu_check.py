@@ -468,7 +468,6 @@ def measure_worker(spec_json: str) -> int:
         spec["seq_len"],
         spec["batch"],
         torch.device("cuda"),
-        None,
         overrides=spec["overrides"],
     )
     print(ROW_MARKER + json.dumps(row), flush=True)

@@ -41,14 +41,7 @@ from bench.anymdp.task import Task
 from bench.anymdp.tql_ucb import TQLUCB, TQLUCBConfig
 from bench.errors import BenchError
 from bench.io import atomic_write, atomic_write_json
-from bench.metrics import (
-    Episodes,
-    bootstrap_nanmean_ci,
-    bootstrap_weights,
-    episode_scores,
-    normalized,
-    task_means,
-)
+from bench.metrics import bootstrap_weights, normalized, weighted_nanmean
 from bench.report.table import format_table
 
 PAPER_TQL_UCB: dict[str, str] = {
@@ -151,6 +144,40 @@ def stream(seed: int, task_index: int, role: int) -> int:
 
 
 @dataclasses.dataclass(frozen=True)
+class Episodes:
+    """Every scored episode of a run over N instances: those that started before `steps`."""
+
+    task: np.ndarray
+    """(E,) int: instance of each episode."""
+    start: np.ndarray
+    """(E,) int: step at which the episode started."""
+    ret: np.ndarray
+    """(E,) float: return of the episode."""
+    index: np.ndarray
+    """(E,) int: the episode's number within its instance (0 = first)."""
+    n_tasks: int
+    steps: int
+
+
+def episode_scores(ep: Episodes, j_rand: np.ndarray, j_opt: np.ndarray) -> np.ndarray:
+    """(E,) normalised return d = (R - J_rand) / (J_opt - J_rand) of every episode."""
+    return normalized(ep.ret, np.asarray(j_rand)[ep.task], np.asarray(j_opt)[ep.task])
+
+
+def task_means(ep: Episodes, values: np.ndarray, bins: np.ndarray) -> np.ndarray:
+    """(N, len(bins) - 1): per instance, the mean of `values` (E,) over its episodes starting in
+    [bins[k], bins[k+1]); NaN where none started there (the paper's window means)."""
+    k = np.searchsorted(bins, ep.start, side="right") - 1
+    inside = (k >= 0) & (k < len(bins) - 1)
+    n_bins = len(bins) - 1
+    cell = ep.task[inside] * n_bins + k[inside]
+    sums = np.bincount(cell, weights=values[inside], minlength=ep.n_tasks * n_bins)
+    counts = np.bincount(cell, minlength=ep.n_tasks * n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (sums / counts).reshape(ep.n_tasks, n_bins)
+
+
+@dataclasses.dataclass(frozen=True)
 class Run:
     """The scored episodes of one TQL-UCB run over N instances."""
 
@@ -213,7 +240,7 @@ def _scored(ended_at: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]], n: i
 def tail_mean(ep: Episodes, values: np.ndarray, fraction: float = TAIL_FRACTION) -> np.ndarray:
     """(N,) per instance, the mean of `values` (E,) over its episodes that start in the last
     `fraction` of the run's steps (NaN if none starts there). Of the normalised returns
-    d = (R - J_rand) / (J_opt - J_rand) (`metrics.episode_scores`) this is the *performance*."""
+    d = (R - J_rand) / (J_opt - J_rand) (`episode_scores`) this is the *performance*."""
     tail = max(1, int(ep.steps * fraction))
     return task_means(ep, values, np.array([ep.steps - tail, ep.steps]))[:, 0]
 
@@ -250,7 +277,8 @@ def interval(values: np.ndarray, seed: int) -> tuple[float, float]:
     of the NaN-ignoring mean of `values` (N,); NaN if every value is NaN."""
     if np.isnan(values).all():
         return math.nan, math.nan
-    lo, hi = bootstrap_nanmean_ci(values, bootstrap_weights(values.size, BOOTSTRAP_SAMPLES, seed))
+    means = weighted_nanmean(bootstrap_weights(values.size, BOOTSTRAP_SAMPLES, np.random.default_rng(seed)), values)
+    lo, hi = np.percentile(means[~np.isnan(means)], [2.5, 97.5])
     return float(lo), float(hi)
 
 

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from bench import distributed
+from bench import distributed, metrics
 from bench.anymdp import portable as pt
 from bench.anymdp.batched import BatchedEnv
 from bench.anymdp.solvers import TaskArrays, backward_induction
@@ -79,7 +79,7 @@ def torch_threads(n: int) -> Iterator[None]:
 @dataclass
 class Rollout:
     rewards: np.ndarray
-    """(N, T) reward of each step, T >= steps (the tail finishes episodes started before `steps`)."""
+    """(N, T) reward of each step, T >= steps (the tail finishes the episodes anchored before `steps`)."""
     dones: np.ndarray
     """(N, T) bool: the episode ended after the step (terminated or truncated)."""
     actions: np.ndarray
@@ -99,8 +99,9 @@ def rollout(
     device: torch.device | str = "cpu",
 ) -> Rollout:
     """Run `agent` for `steps` environment steps on every task at once (auto-reset between episodes),
-    then on until every task has finished the episode in progress at `steps` (so that every scored
-    episode is complete; at most a horizon more). The agent acts the same way in that tail.
+    then on until every task has finished the first episode that started at or after the last
+    anchor of `metrics.anchor_steps(steps)` (so that every anchored episode is complete; at most two
+    horizons more). The agent acts the same way in that tail.
 
     An agent with more actions than the tasks (a 5-action model on a 4-action task) has its
     action a applied as `a % na` (OmniRL's rule, docs/ood.md); the agent itself is fed a. The
@@ -112,11 +113,13 @@ def rollout(
     n = len(tasks)
     env = BatchedEnv(tasks, seed)
     sampler = np.random.default_rng([seed, SAMPLING_STREAM])
-    limit = steps + int(env.horizon.max())
+    limit = steps + 2 * int(env.horizon.max())  # the anchored episode may start after `steps`
     rewards = np.zeros((n, limit))
     dones = np.zeros((n, limit), dtype=bool)
     actions = np.zeros((n, limit), dtype=np.int64)
-    open_at_end = np.ones(n, dtype=bool)  # the episode in progress at `steps` has not ended yet
+    last_anchor = int(metrics.anchor_steps(steps)[-1])
+    pending = np.ones(n, dtype=bool)  # the episode anchored at the last anchor has not ended yet
+    anchored = np.zeros(n, dtype=bool)  # the episode in progress is that one
     obs = env.reset()
     prev_reward = np.zeros(n)
     first = np.ones(n, dtype=bool)
@@ -127,7 +130,9 @@ def rollout(
     threads = 1 if torch.device(device).type == "cpu" else torch.get_num_threads()
     with torch_threads(threads):  # one thread: tiny per-step work, see the facts on CPU stepping
         t = 0
-        while t < steps or open_at_end.any():
+        while t < steps or pending.any():
+            if t >= last_anchor:
+                anchored |= first & pending
             logits, state = agent.policy_logits_step(
                 torch.as_tensor(obs, device=device),
                 prompt,
@@ -145,8 +150,7 @@ def rollout(
             done = terminated | truncated
             rewards[:, t], dones[:, t], actions[:, t] = reward, done, action_np
             obs, prev_reward, first = next_obs, reward, done
-            if t >= steps - 1:
-                open_at_end &= ~done
+            pending &= ~(anchored & done)
             t += 1
     return Rollout(rewards[:, :t], dones[:, :t], actions[:, :t], steps)
 

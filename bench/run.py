@@ -33,7 +33,7 @@ from bench.data.behavior import N_TAGS, PROMPT_ORACLE, TAG_UNKNOWN
 from bench.data.loader import ShardedSequences, batch_loader
 from bench.data.split import test_tasks
 from bench.errors import BenchError
-from bench.evaluate import grouped_eval, interactive_eval, offline_eval
+from bench.evaluate import EVAL_ROLLOUTS, grouped_eval, interactive_eval, offline_eval
 from bench.model import ICRLModel, build_model, check_overrides
 from bench.options import RunOptions
 from bench.presets import DEFAULT_PRESET, PRESETS, Preset, get_preset
@@ -206,16 +206,16 @@ def run_one(
     )
     trained = train_seed(model, job, preset, info, options)
     offline, offline_s = timed(lambda: evaluate_offline(model, info, preset, options.device))
-    print(f"[rollout] {len(tasks)} test tasks x {preset.recipe.eval_steps} steps", flush=True)
+    print(
+        f"[rollout] {len(tasks)} test tasks x {preset.recipe.eval_steps} steps x {EVAL_ROLLOUTS} rollouts", flush=True
+    )
     agent = shard_agent(model, preset.data.na)
     interactive, rollout_s = timed(
-        lambda: interactive_eval(agent, tasks, preset, job.seed, PROMPT_ORACLE, TAG_UNKNOWN, options.device)
+        lambda: interactive_eval(agent, tasks, preset, PROMPT_ORACLE, TAG_UNKNOWN, options.device)
     )
     print(f"[rollout] {rollout_s:.1f} s", flush=True)
     print(f"[ood] {len(set(ood.groups))} Table 1 tasks x {OOD_INSTANCES} instances", flush=True)
-    ood_record, ood_s = timed(
-        lambda: grouped_eval(agent, ood, preset, job.seed, PROMPT_ORACLE, TAG_UNKNOWN, options.device)
-    )
+    ood_record, ood_s = timed(lambda: grouped_eval(agent, ood, preset, PROMPT_ORACLE, TAG_UNKNOWN, options.device))
     print(
         f"[ood] {ood_s:.1f} s; not applicable at {preset.name}: {', '.join(ood.not_applicable) or 'none'}", flush=True
     )

@@ -17,14 +17,16 @@ EVAL_STEPS = 400
 
 
 def synthetic_rollout(skill: float, seed: int, episode_len: int) -> tuple[np.ndarray, ...]:
-    """(rewards, dones, ns, j_rand, j_opt) for 2 ns groups: the normalised return of episode e is
-    about `skill * (1 - exp(-e / 3))`, plus noise, so the agent 'learns in context'."""
-    rng = np.random.default_rng(seed)
+    """(rewards, dones, ns, j_rand, j_opt) for 2 ns groups of fixed tasks (the same in every call):
+    the normalised return of episode e is about `skill * (1 - exp(-e / 3))`, plus noise drawn from
+    `seed`, so the agent 'learns in context'."""
+    tasks = np.random.default_rng(episode_len)
     ns = np.repeat([8, 16], N_TASKS_PER_NS)
     n_tasks = ns.size
-    j_rand = rng.normal(0.0, 0.5, n_tasks)
-    j_opt = j_rand + rng.uniform(1.0, 3.0, n_tasks)
-    recorded = EVAL_STEPS + 2 * episode_len  # every episode started before EVAL_STEPS ends in the record
+    j_rand = tasks.normal(0.0, 0.5, n_tasks)
+    j_opt = j_rand + tasks.uniform(1.0, 3.0, n_tasks)
+    rng = np.random.default_rng(seed)
+    recorded = EVAL_STEPS + 2 * episode_len + 6  # every anchored episode ends in the record
     rewards = np.zeros((n_tasks, recorded))
     dones = np.zeros((n_tasks, recorded), dtype=bool)
     for i in range(n_tasks):
@@ -36,26 +38,31 @@ def synthetic_rollout(skill: float, seed: int, episode_len: int) -> tuple[np.nda
     return rewards, dones, ns, j_rand, j_opt
 
 
+def agent_entry(skill: float, seed: int, episode_len: int, label: str | None = None) -> dict:
+    """One agent's record (`metrics.agent_record`) of a synthetic rollout; groups by ns unless `label`."""
+    rewards, dones, ns, j_rand, j_opt = synthetic_rollout(skill, seed, episode_len)
+    anchors = metrics.anchor_steps(EVAL_STEPS)
+    curves = metrics.normalized(metrics.anchored_returns(rewards, dones, anchors), j_rand, j_opt)
+    few = metrics.normalized(metrics.first_episodes_return(rewards, dones, 3), j_rand, j_opt)
+    groups = [label or f"ns={n}" for n in ns]
+    return metrics.agent_record(curves, few, ns, groups, j_rand, j_opt, EVAL_STEPS, 200, metrics.BOOTSTRAP_SEED)
+
+
 def make_result(arch: str, seed: int, skill: float) -> dict:
-    """A valid result document of `PRESET` whose model agent has the given skill."""
+    """A valid result document of `PRESET` whose model agent has the given skill; the baselines
+    are the same in every document (one rollout seed for all runs, as `bench run` does)."""
     doc = results.example_result(PRESET, arch, seed)
     doc["manifest"]["preset_digest"] = PRESETS[PRESET].digest()
     doc["manifest"]["dataset_fingerprint"] = committed_fingerprint(PRESETS[PRESET]) or "0" * 64
     doc["manifest"]["arch_class"] = REGISTRY.get(arch, REGISTRY["gdn"])  # a real class: its source is checked
     doc["manifest"]["backbone_source"] = backbone_source(resolve(doc["manifest"]["arch_class"]))
     skills = {"model": skill, "oracle": 1.0, "random": 0.0, "tql_ucb": 0.4}
+    noise = {name: 1000 * (seed + 1) + sum(map(ord, arch)) if name == "model" else i for i, name in enumerate(skills)}
     interactive = doc["interactive"]
     interactive.update(eval_steps=EVAL_STEPS, n_tasks=2 * N_TASKS_PER_NS, bootstrap_samples=200)
-    for i, (name, level) in enumerate(skills.items()):
-        rewards, dones, ns, j_rand, j_opt = synthetic_rollout(level, seed=1000 * seed + i, episode_len=20)
-        ep = metrics.episodes(rewards, dones, EVAL_STEPS)
-        k = PRESETS[PRESET].recipe.few_shot_episodes
-        interactive["agents"][name] = metrics.agent_record(ep, ns, j_rand, j_opt, k, 200, seed)
+    interactive["agents"] = {name: agent_entry(level, noise[name], 20) for name, level in skills.items()}
     lake = {**interactive, "agents": {}}  # one OOD task, scored like the test tasks
-    for i, (name, level) in enumerate(skills.items()):
-        rewards, dones, ns, j_rand, j_opt = synthetic_rollout(level, seed=1000 * seed + 10 + i, episode_len=12)
-        ep = metrics.episodes(rewards, dones, EVAL_STEPS)
-        labels = ["frozenlake-4x4"] * len(ns)
-        lake["agents"][name] = metrics.agent_record(ep, ns, j_rand, j_opt, k, 200, seed, labels)
+    for name, level in skills.items():
+        lake["agents"][name] = agent_entry(level, noise[name] + 10, 12, "frozenlake-4x4")
     doc["ood"] = {"by_task": {"frozenlake-4x4": lake}, "not_applicable": {"cliffwalking": "49 states"}}
     return doc

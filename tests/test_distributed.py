@@ -410,40 +410,15 @@ def test_two_concurrent_shard_workers_build_the_same_bytes(built, tmp_path):
     assert json.loads((tmp_path / "train" / "manifest.json").read_text())["n_sequences"] == 8
 
 
-# ---- the recipe benchmark behind docs/gpu.md ------------------------------------------------------
+# ---- the training-step measurement behind docs/gpu.md ----------------------------------------------
 
 
-def test_perf_train_prints_a_row_per_backbone_and_rejects_bad_sizes(capsys):
-    from bench.cli import main as cli_main
+def test_measure_times_training_steps_of_the_preset_model():
+    from bench.perf.train import measure
 
-    assert (
-        cli_main(
-            [
-                "perf",
-                "train",
-                "--preset",
-                "tiny",
-                "--arch",
-                "lstm",
-                "--steps",
-                "1",
-                "--segment",
-                "8",
-                "--seq-len",
-                "16",
-                "--threads",
-                "1",
-            ]
-        )
-        == 0
-    )
-    out = capsys.readouterr().out
-    assert (
-        "batch 1 x 16 steps, segments of 8" in out
-        and f"s/iteration at tiny ({PRESETS['tiny'].recipe.batch_size // 8} x {PRESETS['tiny'].data.seq_len})" in out
-    )  # per GPU of 8
-    row = next(line for line in out.splitlines() if line.startswith("lstm "))
-    assert row.split()[1] == PRESETS["tiny"].recipe.layout
-    assert float(row.split()[2]) == pytest.approx(0.41, abs=0.01)  # parameters (M) of the tiny model
-    assert cli_main(["perf", "train", "--preset", "tiny", "--steps", "0"]) == 2
-    assert "--steps=0; accepted: a positive integer" in capsys.readouterr().err
+    row = measure("lstm", "tiny", steps=1, segment=8, seq_len=16, batch=2, device=torch.device("cpu"))
+    assert row["backbone"] == "lstm" and row["layout"] == PRESETS["tiny"].recipe.layout
+    assert row["params (M)"] == pytest.approx(0.41, abs=0.01)  # parameters of the tiny model
+    assert row["env steps/s"] == pytest.approx(2 * 16 / row["s/step"])
+    assert row["tokens/s"] == pytest.approx(row["env steps/s"] * R.LAYOUTS[row["layout"]].tokens_per_step)
+    assert row["peak mem (MiB)"] >= 0

@@ -48,7 +48,9 @@ def test_eval_on_valid_groups_tasks_in_two_halves_of_the_training_range(smoke_ru
     groups = set(record["interactive"]["agents"]["model"]["groups"])
     assert groups <= {"ns=8-12", "ns=13-16"} and groups
     assert record["interactive"]["n_tasks"] + record["interactive"]["skipped_tasks"] == SMOKE.data.valid_tasks
-    assert "ns=8-12" in capsys.readouterr().out
+    out_text = capsys.readouterr().out
+    assert "ns=8-12" in out_text and "sd of the overall final score over disjoint sets of m rollouts" in out_text
+    assert [m for m, _ in record["interactive"]["rollout_noise"]["model"]] == [1, 2, 4]  # 8 rollouts
     assert valid_groups(SMOKE, [8, 12, 13, 16]) == ["ns=8-12", "ns=8-12", "ns=13-16", "ns=13-16"]
 
 
@@ -75,6 +77,7 @@ def test_eval_refuses_what_it_cannot_evaluate(smoke_run, capsys):
         (["--result", str(path), "--suite", "test", "--seed", "1"], "drop --preset, --seed and --arch-kwargs"),
         (["--arch", "gdn", "--preset", "smoke", "--seed", "5", "--suite", "test"], "no checkpoint at"),
         (["--arch", "gdn", "--preset", "smoke", "--suite", "test", "--steps", "2"], "--steps 2: accepted"),
+        (["--arch", "gdn", "--preset", "smoke", "--suite", "test", "--rollouts", "0"], "--rollouts 0: accepted"),
         (["--result", str(tmp / "missing.json"), "--suite", "test"], "is not a valid result file"),
     ):
         assert eval_cli(tmp, *argv) == 2, argv
@@ -137,7 +140,7 @@ def test_eval_on_the_ood_suite_scores_each_applicable_table1_task(smoke_run, cap
     assert set(record["by_task"]) == {"garnet-16-5-2", "frozenlake-4x4", "frozenlake-4x4-slippery"}
     assert "49 states" in record["not_applicable"]["cliffwalking"]  # the smoke model embeds 16 ids
     lake = record["by_task"]["frozenlake-4x4"]["agents"]
-    assert lake["oracle"]["overall"]["last_quarter"] == pytest.approx(1.0)  # deterministic: every episode optimal
+    assert lake["oracle"]["overall"]["final"] == pytest.approx(1.0)  # deterministic: every episode optimal
     assert lake["model"]["overall"]["n_tasks"] == 16
     printed = capsys.readouterr().out
     assert "frozenlake-4x4-slippery" in printed and "not applicable" in printed

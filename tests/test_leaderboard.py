@@ -6,7 +6,6 @@ import copy
 import json
 
 import matplotlib.image
-import numpy as np
 import pytest
 
 from bench import cli
@@ -14,7 +13,7 @@ from bench.perf.backbones import scaling_record
 from bench.report import results
 from bench.report.leaderboard import _peak_memory, collect, render, write_leaderboard
 from bench.report.plot import arch_color, make_plots
-from bench.report.validate import agent_episodes, validate_doc
+from bench.report.validate import validate_doc
 from tests.fixtures_results import EVAL_STEPS, make_result
 
 
@@ -27,31 +26,25 @@ def test_consistent_result_validates(good):
     assert validate_doc(good) == []
 
 
-def test_episode_records_rebuild_the_rollout(good):
-    ep, tasks = agent_episodes(good, "model")
-    assert ep.steps == EVAL_STEPS and ep.n_tasks == len(tasks["ns"]) == 12
-    assert ep.task.size == sum(len(starts) for starts in tasks["episode_starts"])
-    assert np.allclose(np.bincount(ep.task, weights=ep.ret), [sum(r) for r in tasks["episode_returns"]])
+def test_records_hold_per_task_anchored_scores(good):
+    tasks = good["interactive"]["agents"]["model"]["tasks"]
+    assert len(tasks["anchored"]) == len(tasks["ns"]) == len(tasks["group"]) == 12
+    assert {len(row) for row in tasks["anchored"]} == {64} and good["interactive"]["eval_steps"] == EVAL_STEPS
 
 
 @pytest.mark.parametrize(
     "edit, where",
     [
-        (
-            lambda d: d["interactive"]["agents"]["model"]["overall"].__setitem__("asymptotic_max", 0.99),
-            "asymptotic_max",
-        ),
+        (lambda d: d["interactive"]["agents"]["model"]["overall"].__setitem__("final", 0.99), "overall.final"),
         (
             lambda d: d["interactive"]["agents"]["model"]["groups"]["ns=8"]["curve"]["mean"].__setitem__(5, 0.123),
             "curve.mean[5]",
         ),
         (lambda d: d["interactive"]["agents"]["oracle"]["overall"].__setitem__("few_shot", 0.5), "few_shot"),
-        (lambda d: d["interactive"]["agents"]["tql_ucb"]["tasks"]["episode_returns"][0].__setitem__(0, 9.0), "tql_ucb"),
+        (lambda d: d["interactive"]["agents"]["tql_ucb"]["tasks"]["anchored"][0].__setitem__(0, 9.0), "tql_ucb"),
         (
-            lambda d: d["ood"]["by_task"]["frozenlake-4x4"]["agents"]["model"]["overall"].__setitem__(
-                "last_quarter", 1
-            ),
-            "ood.by_task.frozenlake-4x4.agents.model.overall.last_quarter",
+            lambda d: d["ood"]["by_task"]["frozenlake-4x4"]["agents"]["model"]["overall"].__setitem__("gain", 1),
+            "ood.by_task.frozenlake-4x4.agents.model.overall.gain",
         ),
     ],
 )
@@ -62,10 +55,11 @@ def test_an_edited_number_is_caught(good, edit, where):
     assert len(reasons) == 1 and where in reasons[0]
 
 
-def test_schema_1_files_without_the_ood_section_are_still_read(good):
-    old = {k: v for k, v in copy.deepcopy(good).items() if k != "ood"}
-    assert validate_doc({**old, "schema_version": 1}) == []
-    assert "result.ood: missing" in validate_doc(old)[0]  # version 2 must hold it
+def test_older_schemas_are_refused_with_the_reason(good):
+    for version in (1, 2):
+        reasons = validate_doc({**copy.deepcopy(good), "schema_version": version})
+        assert reasons[0].startswith(f"result.schema_version: {version} is not supported; this code reads 3")
+        assert "biased single-rollout scores" in reasons[0]
 
 
 def test_changed_or_unknown_backbone_source_is_refused(good):
@@ -92,33 +86,42 @@ def test_other_preset_or_dataset_is_refused(good):
 @pytest.fixture(scope="module")
 def results_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("results")
-    for arch, skill in (("gdn", 0.8), ("rwkv7", 0.78), ("lstm", 0.3)):
-        for seed in (0, 1):
+    for arch, skill in (("gdn", 0.8), ("rwkv7", 0.797), ("lstm", 0.3)):
+        for seed in (0, 1, 2):
             results.write_result(make_result(arch, seed, skill), root)
+    results.write_result(make_result("transformer", 0, 0.5), root)  # one seed: provisional
     edited = make_result("gsa", 0, 0.5)
-    edited["interactive"]["agents"]["model"]["overall"]["asymptotic_max"] = 0.95
+    edited["interactive"]["agents"]["model"]["overall"]["final"] = 0.95
     (root / "tiny" / "gsa").mkdir(parents=True)
     (root / "tiny" / "gsa" / "seed0.json").write_text(json.dumps(edited))
     (root / "tiny" / "gsa" / "seed1.json").write_text("{not json")
     return root
 
 
-def test_leaderboard_table_sorting_baselines_and_refusals(results_dir, tmp_path):
+def _table_rows(text: str) -> list[list[str]]:
+    return [[c.strip() for c in line.split("|")[1:-1]] for line in text.splitlines() if line.startswith("| ")]
+
+
+def test_leaderboard_ranks_with_tests_and_keeps_provisional_rows_apart(results_dir, tmp_path):
     out, accepted, refused = write_leaderboard(results_dir, tmp_path / "leaderboard.md")
     text = out.read_text()
-    assert len(accepted["tiny"]) == 6 and len(refused) == 2
-    rows = [line for line in text.splitlines() if line.startswith("| ") and "`" in line.split("|")[2]]
-    assert [row.split("|")[2].strip() for row in rows] == ["`gdn`", "`rwkv7`", "`lstm`"]
-    assert rows[0].split("|")[1].strip() == "=1" and rows[1].split("|")[1].strip() == "=1"  # 0.80 vs 0.78: tied
-    assert rows[2].split("|")[1].strip() == "3"
+    assert len(accepted["tiny"]) == 10 and len(refused) == 2
+    ranked = [row for row in _table_rows(text) if len(row) > 2 and row[1].startswith("`") and row[2] == "3"]
+    assert [row[1] for row in ranked] == ["`gdn`", "`rwkv7`", "`lstm`"]
+    assert [row[0] for row in ranked] == ["=1", "=1", "3"]  # 0.800 vs 0.797: not separable; lstm below
+    assert all("> random" in row[9] for row in ranked)
+    assert "- `gdn` and `rwkv7` are not separable: final score difference" in text
+    assert "- `rwkv7` > `lstm`: final score difference" in text
+    assert "Provisional: fewer than 3 seeds, **not ranked**" in text
+    assert any(row[:2] == ["`transformer`", "1"] for row in _table_rows(text))
     for label in ("oracle (finite-horizon optimum)", "uniform random", "TQL-UCB"):
         assert f"*{label}*" in text
+    assert "P(row > column), final score" in text
     assert "Refused result files" in text
     assert "### Out of distribution: the paper's Table 1 tasks (`tiny`)" in text
-    ood_rows = [line for line in text.splitlines() if line.startswith("| `") or line.startswith("| *")]
-    assert any(row.startswith("| `gdn` | 2 | ") for row in ood_rows)
+    assert any(row[:2] == ["`gdn`", "3"] for row in _table_rows(text.split("### Out of distribution")[1]))
     assert "Not applicable at this preset: cliffwalking (49 states)." in text
-    assert "seed0.json` | interactive.agents.model.overall.asymptotic_max" in text
+    assert "seed0.json` | interactive.agents.model.overall.final" in text
     assert "seed1.json` |" in text and "not valid JSON" in text
 
 
@@ -131,7 +134,7 @@ def test_leaderboard_is_deterministic(results_dir):
 def test_plots_are_written_and_not_blank(results_dir, tmp_path):
     written = make_plots(results_dir, tmp_path / "plots")
     names = sorted(path.name for path in written)
-    for stem in ("tiny_d_curves", "tiny_action_loss", "tiny_asymptotic_vs_few_shot"):
+    for stem in ("tiny_curves", "tiny_profile", "tiny_poi", "tiny_offline_loss"):
         assert f"{stem}.png" in names and f"{stem}.svg" in names
     for path in written:
         assert path.stat().st_size > 5000
@@ -147,7 +150,7 @@ def test_plots_are_written_and_not_blank(results_dir, tmp_path):
 def test_validate_cli_exit_codes(results_dir, capsys):
     assert cli.main(["validate", str(results_dir / "tiny" / "gdn" / "seed0.json")]) == 0
     assert cli.main(["validate", str(results_dir / "tiny" / "gsa" / "seed0.json")]) == 1
-    assert "asymptotic_max" in capsys.readouterr().out
+    assert "overall.final" in capsys.readouterr().out
 
 
 def test_scaling_record_feeds_the_scaling_plot(results_dir, tmp_path):

@@ -19,8 +19,8 @@ def test_frame_holds_every_summary_score_once():
     assert list(frame.columns) == list(COLUMNS)
     assert not frame.duplicated(["preset", "arch", "seed", "agent", "suite", "task", "group", "metric"]).any()
     row = frame.query("arch == 'gdn' and seed == 1 and agent == 'model' and suite == 'test' and group == 'ns=8'")
-    value = row[row.metric == "last_quarter"].value.item()
-    assert value == docs[1]["interactive"]["agents"]["model"]["groups"]["ns=8"]["last_quarter"]
+    value = row[row.metric == "final"].value.item()
+    assert value == docs[1]["interactive"]["agents"]["model"]["groups"]["ns=8"]["final"]
     lake = frame.query("suite == 'ood' and task == 'frozenlake-4x4' and agent == 'oracle' and metric == 'few_shot'")
     assert len(lake) == 3 * 2  # overall and its one group, for each of the three results
     offline = frame.query("suite == 'offline' and metric == 'action_ce'")

@@ -2,15 +2,14 @@
 
 Samples tasks from both, measures permutation-invariant properties of each task, and compares
 the two distributions per ns with two-sample tests (Kolmogorov-Smirnov for continuous
-properties, Fisher's exact test for binary ones). Also home of `time_sampler`, the sampling-speed
-measurement used by the perf suite.
+properties, Fisher's exact test for binary ones). The two samplers' speed is measured by the speed
+suite (benchmarks/test_anymdp.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import statistics
 import time
 from collections.abc import Callable, Iterator
 
@@ -101,34 +100,6 @@ def compare_generators(
     for name in CONTINUOUS + BINARY:
         row = {"ns": ns, "n_ours": ours_tasks, "n_official": official_tasks}
         row.update(_compare(name, [p[name] for p in ours], [p[name] for p in official]))
-        rows.append(row)
-    return rows
-
-
-def time_sampler(
-    ns_list: list[int], n_tasks: int, official: bool, na: int = 5, seed: int = 0
-) -> list[dict[str, object]]:
-    """Median wall time of sampling one task (seeds seed..seed+n_tasks-1), ours and optionally
-    the official sampler's; one row per ns."""
-    sample_official = official_sampler() if official else None
-    if sample_official is not None:
-        sample_official(ns_list[0], na, seed)  # compile xenoverse's numba solver outside the timing
-    rows = []
-    for ns in ns_list:
-        row: dict[str, object] = {"ns": ns, "tasks": n_tasks}
-        samplers = {"ours": sample_task, "official": sample_official}
-        for name, sampler in samplers.items():
-            if sampler is None:
-                continue
-            times = []
-            for i in range(n_tasks):
-                begin = time.perf_counter()
-                sampler(ns, na, seed + i)
-                times.append(time.perf_counter() - begin)
-            row[f"{name}_median_ms"] = 1000 * statistics.median(times)
-            row[f"{name}_max_ms"] = 1000 * max(times)
-        if sample_official is not None:
-            row["speedup"] = row["official_median_ms"] / row["ours_median_ms"]
         rows.append(row)
     return rows
 

@@ -1,5 +1,8 @@
-"""`python -m bench perf <suite>`: speed benchmarks that print tables.
+"""`python -m bench perf backbones`: backbone memory, which the speed suite cannot measure.
 
+Speed is measured by pytest-benchmark (benchmarks/, `make bench`, docs/performance.md); this package
+keeps what that cannot express: peak memory in a fresh process per backbone (`backbones`) and per
+training step (`train.measure`, the speed part of `gpu-check`), and the set-up both share with the suite.
 Each suite is a module with `configure(parser)` and `main(args) -> int`, like a command.
 """
 
@@ -10,16 +13,11 @@ import importlib
 
 from bench.errors import BenchError
 
-SUITES: dict[str, str] = {
-    "anymdp": "bench.perf.anymdp",
-    "backbones": "bench.perf.backbones",
-    "train": "bench.perf.train",
-    "data": "bench.perf.data",
-}
+SUITES: dict[str, str] = {"backbones": "bench.perf.backbones"}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("suite", choices=sorted(SUITES), help="which benchmark suite to run")
+    parser.add_argument("suite", choices=sorted(SUITES), help="which measurement to run")
     parser.add_argument("suite_args", nargs=argparse.REMAINDER, help="options passed to the suite")
 
 

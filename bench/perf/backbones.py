@@ -1,13 +1,17 @@
-"""`python -m bench perf backbones [--arch NAME ...] [--quick]`: backbone speed on CPU, in float32.
+"""`python -m bench perf backbones [--arch NAME ...] [--only scaling|step] [--json FILE]`: backbone memory on CPU.
 
-Three tables, for every registered backbone whose module imports (or the ones named):
+What the speed suite (benchmarks/, timed by pytest-benchmark) cannot measure: peak memory, which needs
+each backbone in a fresh process. Two tables, for every registered backbone whose module imports (or
+the ones named), in float32:
 
-(a) one layer of the tiny configuration (d_model 128, 4 heads, B 4, T 2048): forward + backward of the chunked `forward`
-    against the recurrent form (the sequence fed through `step`, outputs stacked once);
-(b) scaling over T (1K .. 16K, B 1, one layer): forward + backward time and peak memory, each
-    backbone in a fresh process; peak memory = the largest resident set size (RSS, read from
-    /proc/self/statm by a thread polling every 0.5 ms) during the pass, minus the RSS before it;
-(c) one `step` for B 256 at the tiny preset (no grad), with the state numbers per sequence.
+- scaling: one layer of the tiny configuration (d_model 128, 4 heads), B 1, one forward + backward per
+  T (1K .. 16K): its time and peak memory (the largest resident set size during the pass, read from
+  /proc/self/statm by a thread polling every 0.5 ms, minus the RSS before it); `--json` writes it for
+  `bench plot` (results/perf/backbones.json -> results/plots/scaling.png);
+- step: the tiny preset's backbone, the state numbers per sequence and the peak memory of a fresh
+  state for B 256 and one `step` (no grad).
+
+Also home of the one-layer set-up that the speed suite shares (`one_layer`, `chunked_pass`, `recurrent_pass`).
 """
 
 from __future__ import annotations
@@ -22,17 +26,17 @@ import torch
 from architectures import REGISTRY, Backbone, BackboneError, build_backbone, resolve
 from bench.errors import BenchError
 from bench.io import atomic_write_json
-from bench.perf.common import PeakRSS, median_seconds
+from bench.perf.common import PeakRSS
 from bench.presets import get_preset
 from bench.report.table import format_table
 
 D_MODEL, HEADS = get_preset("tiny").d_model, 4
-LAYER_BATCH, LAYER_T = 4, 2048
 SCALING_T = (1024, 2048, 4096, 8192, 16_384)
 STEP_BATCH = 256
+TABLES = ("scaling", "step")
 
 
-def _available(names: list[str]) -> tuple[list[str], list[str]]:
+def available(names: list[str]) -> tuple[list[str], list[str]]:
     """(names whose module imports, notes on the others)."""
     found, notes = [], []
     for name in names:
@@ -58,12 +62,14 @@ def one_layer(name: str, seed: int = 0) -> Backbone:
     return build_backbone(cls, D_MODEL, "tiny", seed=seed, n_layers=1)
 
 
-def _chunked_pass(model: Backbone, x: torch.Tensor) -> None:
+def chunked_pass(model: Backbone, x: torch.Tensor) -> None:
+    """Forward + backward of the whole sequence through `forward`."""
     y, _ = model(x)
     y.square().mean().backward()
 
 
-def _recurrent_pass(model: Backbone, x: torch.Tensor) -> None:
+def recurrent_pass(model: Backbone, x: torch.Tensor) -> None:
+    """Forward + backward of the same sequence fed step by step through `step`, outputs stacked once."""
     state, outputs = model.init_state(x.shape[0], x.device), []
     for x_t in x.unbind(1):
         y_t, state = model.step(x_t, state)
@@ -71,64 +77,71 @@ def _recurrent_pass(model: Backbone, x: torch.Tensor) -> None:
     torch.stack(outputs, 1).square().mean().backward()
 
 
-def layer_table(names: list[str], length: int, repeats: int) -> list[dict[str, object]]:
+def _scaling_rows(name: str, lengths: tuple[int, ...], generator: torch.Generator) -> list[dict[str, object]]:
+    model = one_layer(name)
+    chunked_pass(model, torch.randn(1, 256, D_MODEL, generator=generator, requires_grad=True))  # warm-up
     rows = []
-    for name in names:
-        model = one_layer(name)
-        x = torch.randn(LAYER_BATCH, length, D_MODEL, generator=torch.Generator().manual_seed(0), requires_grad=True)
-        chunked = median_seconds(lambda: _chunked_pass(model, x), repeats)
-        # The chunked runs warmed the layer up; the long step loop is timed without a warm-up run.
-        recurrent = median_seconds(lambda: _recurrent_pass(model, x), max(1, repeats // 2), warmup=False)
+    for length in lengths:
+        x = torch.randn(1, length, D_MODEL, generator=generator, requires_grad=True)
+        with PeakRSS() as memory:
+            started = time.perf_counter()
+            chunked_pass(model, x)
+            seconds = time.perf_counter() - started
+        model.zero_grad(set_to_none=True)
         rows.append(
             {
                 "backbone": name,
-                "chunked fwd+bwd (s)": chunked,
-                "recurrent fwd+bwd (s)": recurrent,
-                "speed-up": f"{recurrent / chunked:.1f}x",
+                "T": length,
+                "fwd+bwd (s)": seconds,
+                "ms per 1K steps": 1000 * seconds / (length / 1024),
+                "peak memory (MiB)": memory.growth / 2**20,
+                "state numbers": model.state_size(),
             }
         )
     return rows
 
 
-def _scaling_worker(name: str, lengths: tuple[int, ...], threads: int, queue) -> None:
+def _step_row(name: str, generator: torch.Generator) -> dict[str, object]:
+    model = build_backbone(name, D_MODEL, "tiny")
+    x = torch.randn(STEP_BATCH, model.d_model, generator=generator)
+    with torch.no_grad():
+        model.step(x[:1], model.init_state(1))  # warm-up
+        with PeakRSS() as memory:
+            model.step(x, model.init_state(STEP_BATCH))
+    return {
+        "backbone": name,
+        "state numbers per sequence": model.state_size(),
+        f"peak memory, state + step, B {STEP_BATCH} (MiB)": memory.growth / 2**20,
+    }
+
+
+def _worker(name: str, tables: list[str], lengths: tuple[int, ...], threads: int, queue) -> None:
     torch.set_num_threads(threads)
+    generator = torch.Generator().manual_seed(0)
     try:
-        model = one_layer(name)
-        generator = torch.Generator().manual_seed(0)
-        _chunked_pass(model, torch.randn(1, 256, D_MODEL, generator=generator, requires_grad=True))
-        rows = []
-        for length in lengths:
-            x = torch.randn(1, length, D_MODEL, generator=generator, requires_grad=True)
-            with PeakRSS() as memory:
-                started = time.perf_counter()
-                _chunked_pass(model, x)
-                seconds = time.perf_counter() - started
-            model.zero_grad(set_to_none=True)
-            rows.append(
-                {
-                    "backbone": name,
-                    "T": length,
-                    "fwd+bwd (s)": seconds,
-                    "ms per 1K steps": 1000 * seconds / (length / 1024),
-                    "peak memory (MiB)": memory.growth / 2**20,
-                    "state numbers": model.state_size(),
-                }
-            )
-        queue.put(rows)
-    except Exception as err:  # reported as a row, so one broken backbone does not stop the suite
-        queue.put([{"backbone": name, "T": "-", "fwd+bwd (s)": f"error: {type(err).__name__}: {err}"}])
+        rows = {"scaling": _scaling_rows(name, lengths, generator) if "scaling" in tables else []}
+        rows["step"] = [_step_row(name, generator)] if "step" in tables else []
+    except Exception as err:  # reported as a row, so one broken backbone does not stop the others
+        error = f"error: {type(err).__name__}: {err}"
+        rows = {
+            "scaling": [{"backbone": name, "T": "-", "fwd+bwd (s)": error}],
+            "step": [{"backbone": name, "state numbers per sequence": error}],
+        }
+    queue.put(rows)
 
 
-def scaling_table(names: list[str], lengths: tuple[int, ...]) -> list[dict[str, object]]:
-    context = multiprocessing.get_context("spawn")  # a fresh process per backbone: its own peak RSS
-    rows = []
+def memory_tables(names: list[str], tables: list[str], lengths: tuple[int, ...]) -> dict[str, list[dict]]:
+    """{table: rows}, each backbone measured in a fresh process (its own peak RSS)."""
+    context = multiprocessing.get_context("spawn")
+    out: dict[str, list[dict]] = {table: [] for table in TABLES}
     for name in names:
         queue = context.Queue()
-        process = context.Process(target=_scaling_worker, args=(name, lengths, torch.get_num_threads(), queue))
+        process = context.Process(target=_worker, args=(name, tables, lengths, torch.get_num_threads(), queue))
         process.start()
-        rows += queue.get()
+        for table, rows in queue.get().items():
+            out[table] += rows
         process.join()
-    return rows
+    return out
 
 
 def scaling_record(rows: list[dict[str, object]], threads: int) -> dict:
@@ -151,30 +164,16 @@ def scaling_record(rows: list[dict[str, object]], threads: int) -> dict:
     }
 
 
-def step_table(names: list[str], repeats: int) -> list[dict[str, object]]:
-    rows = []
-    for name in names:
-        model = build_backbone(name, D_MODEL, "tiny")
-        x = torch.randn(STEP_BATCH, model.d_model, generator=torch.Generator().manual_seed(0))
-        state = model.init_state(STEP_BATCH, "cpu")
-        with torch.no_grad():
-            seconds = median_seconds(lambda: model.step(x, state), repeats)
-        rows.append(
-            {"backbone": name, "step B=256 (ms)": 1000 * seconds, "state numbers per sequence": model.state_size()}
-        )
-    return rows
-
-
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arch", action="append", help="a registered name; repeat for several (default: all)")
-    parser.add_argument("--quick", action="store_true", help="T 1024 in (a), T up to 4K in (b), fewer repeats")
+    parser.add_argument("--quick", action="store_true", help="T up to 4K in the scaling table")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--markdown", action="store_true", help="print Markdown tables")
-    parser.add_argument("--only", choices=("layer", "scaling", "step"), action="append", help="run only these tables")
+    parser.add_argument("--only", choices=TABLES, action="append", help="run only these tables")
     parser.add_argument(
         "--json",
         default=None,
-        help="also write table (b) to this file for `bench plot` (e.g. results/perf/backbones.json)",
+        help="also write the scaling table to this file for `bench plot` (e.g. results/perf/backbones.json)",
     )
 
 
@@ -186,27 +185,21 @@ def main(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise BenchError(f"--threads {args.threads}; accepted: a positive integer")
         torch.set_num_threads(args.threads)
-    names, notes = _available(args.arch or list(REGISTRY))
-    tables = args.only or ["layer", "scaling", "step"]
+    tables = args.only or list(TABLES)
     if args.json and "scaling" not in tables:
-        raise BenchError("--json writes the scaling table (b); add --only scaling or drop --only")
-    length = 1024 if args.quick else LAYER_T
-    repeats = 1 if args.quick else 3
+        raise BenchError("--json writes the scaling table; add --only scaling or drop --only")
+    names, notes = available(args.arch or list(REGISTRY))
     print(f"CPU float32, {torch.get_num_threads()} torch threads, torch {torch.__version__}")
     for note in notes:
         print(note)
-    if "layer" in tables:
-        print(f"\n(a) one layer, d_model {D_MODEL}, {HEADS} heads, B {LAYER_BATCH}, T {length}: median seconds")
-        print(format_table(layer_table(names, length, repeats), markdown=args.markdown))
+    rows = memory_tables(names, tables, SCALING_T[:3] if args.quick else SCALING_T)
     if "scaling" in tables:
-        lengths = SCALING_T[:3] if args.quick else SCALING_T
-        print("\n(b) scaling, one layer, B 1: forward + backward time and peak RSS growth")
-        rows = scaling_table(names, lengths)
-        print(format_table(rows, markdown=args.markdown))
+        print("\nscaling, one layer, B 1: forward + backward time and peak RSS growth")
+        print(format_table(rows["scaling"], markdown=args.markdown))
         if args.json:
-            atomic_write_json(args.json, scaling_record(rows, torch.get_num_threads()))
+            atomic_write_json(args.json, scaling_record(rows["scaling"], torch.get_num_threads()))
             print(f"wrote {args.json}")
     if "step" in tables:
-        print(f"\n(c) one step at the tiny preset, B {STEP_BATCH}, no grad: median milliseconds")
-        print(format_table(step_table(names, 5 if args.quick else 20), markdown=args.markdown))
+        print(f"\nstep at the tiny preset, B {STEP_BATCH}, no grad: state and peak RSS growth")
+        print(format_table(rows["step"], markdown=args.markdown))
     return 0

@@ -1,67 +1,25 @@
-"""`python -m bench perf train --preset paper --steps 2 --segment 2048`: the whole recipe's speed.
+"""One optimiser step of the whole recipe on a synthetic batch (embeddings, backbone, heads, losses,
+backward over every segment with carried state, clipping, AdamW).
 
-Times complete optimiser steps of `bench.train.train_step` (embeddings, backbone, heads, losses,
-backward over every segment with carried state, clipping, AdamW) for each backbone at a preset's
-model size, on synthetic batches of `--batch` sequences of `--seq-len` steps. Prints seconds per
-step (wall and, on CPU, process CPU time: the steadier number on a shared machine), tokens/s,
-peak memory of the first step (CUDA: max allocated; CPU: growth of the resident set, which
-includes the AdamW state created by that step), and the time one iteration of the preset would
-take on this device at the same tokens/s (`preset batch / world size` sequences of `seq_len`
-steps per process). See docs/gpu.md.
+`training_step` sets it up for the speed suite (benchmarks/test_train.py, timed by pytest-benchmark);
+`measure` is `gpu-check`'s speed row: seconds per step with the peak memory of the first step, which
+needs a process of its own (docs/gpu.md, docs/performance.md).
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import multiprocessing
 import statistics
 import time
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
 
 import torch
 
-from architectures import REGISTRY, SIZES, count_parameters
-from bench.errors import BenchError
-from bench.model import build_model
+from architectures import count_parameters
+from bench.model import ICRLModel, build_model
 from bench.perf.common import PeakRSS
-from bench.presets import PRESETS, get_preset
-from bench.recipe import LAYOUTS
-from bench.report.table import format_table
+from bench.presets import get_preset
 from bench.train import parameter_groups, train_step
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--preset", default="small", help=f"model size and recipe: {', '.join(PRESETS)} (default small)"
-    )
-    parser.add_argument(
-        "--arch", nargs="+", default=None, help="backbones (default: every registered one with settings for the preset)"
-    )
-    parser.add_argument(
-        "--steps", type=int, default=2, help="timed optimiser steps, after one warm-up step (default 2)"
-    )
-    parser.add_argument(
-        "--segment", type=int, default=None, help="steps per segment (default: the preset's segment_len)"
-    )
-    parser.add_argument("--seq-len", type=int, default=None, help="steps per sequence (default: one segment)")
-    parser.add_argument("--batch", type=int, default=1, help="sequences per optimiser step in this process (default 1)")
-    parser.add_argument(
-        "--world-size",
-        type=int,
-        default=8,
-        help="GPUs the preset's global batch is split over for the iteration estimate (default 8)",
-    )
-    parser.add_argument(
-        "--layout",
-        nargs="+",
-        default=None,
-        choices=list(LAYOUTS),
-        help="token layouts to time side by side (default: the preset's)",
-    )
-    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads on CPU (default: torch's choice)")
-    parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
 
 
 def synthetic_batch(
@@ -82,23 +40,19 @@ def synthetic_batch(
     }
 
 
-def measure(
+def training_step(
     arch: str,
     preset_name: str,
-    steps: int,
     segment: int,
     seq_len: int,
     batch: int,
     device: torch.device,
-    threads: int | None,
     layout: str | None = None,
     overrides: dict[str, object] | None = None,
-) -> dict[str, object]:
-    """One row: parameters, seconds per optimiser step (median), tokens/s, environment steps/s, peak
-    memory; `overrides` update the backbone's constructor arguments (e.g. mamba2's kernel). Run it in
-    a fresh process: memory freed by an earlier model would hide this one's growth."""
-    if threads is not None:
-        torch.set_num_threads(threads)
+) -> tuple[ICRLModel, Callable[[], None]]:
+    """`arch`'s model at the preset's size (seed 0) and a function doing one optimiser step on a fixed
+    synthetic batch of `batch` x `seq_len` steps in segments of `segment`; `layout` replaces the preset's,
+    `overrides` update the backbone's constructor arguments (e.g. mamba2's kernel)."""
     preset = get_preset(preset_name)
     recipe = dataclasses.replace(preset.recipe, segment_len=segment, layout=layout or preset.recipe.layout)
     preset = dataclasses.replace(preset, recipe=recipe)
@@ -116,6 +70,24 @@ def measure(
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
+    return model, one_step
+
+
+def measure(
+    arch: str,
+    preset_name: str,
+    steps: int,
+    segment: int,
+    seq_len: int,
+    batch: int,
+    device: torch.device,
+    overrides: dict[str, object] | None = None,
+) -> dict[str, object]:
+    """One row: parameters, seconds per optimiser step (median of `steps` after the first), tokens/s,
+    environment steps/s, peak memory of the first step (CUDA: max allocated; CPU: growth of the resident
+    set, AdamW's new state included). Run it in a fresh process: memory freed by an earlier model would
+    hide this one's growth."""
+    model, one_step = training_step(arch, preset_name, segment, seq_len, batch, device, overrides=overrides)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     with PeakRSS() as rss:  # the first step: activations, gradients and the new AdamW state
@@ -128,56 +100,13 @@ def measure(
         times.append(time.perf_counter() - started)
         cpu_times.append(time.process_time() - cpu_started)
     seconds = statistics.median(times)
-    tokens = batch * seq_len * model.tokens_per_step
     return {
         "backbone": arch,
-        "layout": recipe.layout,
+        "layout": get_preset(preset_name).recipe.layout,
         "params (M)": count_parameters(model) / 1e6,
         "s/step": seconds,
         "cpu s/step": statistics.median(cpu_times),
-        "tokens/s": tokens / seconds,
+        "tokens/s": batch * seq_len * model.tokens_per_step / seconds,
         "env steps/s": batch * seq_len / seconds,
         "peak mem (MiB)": peak / 2**20,
     }
-
-
-def main(args: argparse.Namespace) -> int:
-    preset = get_preset(args.preset)
-    for name, value in (
-        ("--steps", args.steps),
-        ("--batch", args.batch),
-        ("--world-size", args.world_size),
-        ("--segment", args.segment or 1),
-        ("--seq-len", args.seq_len or 1),
-        ("--threads", args.threads or 1),
-    ):
-        if value < 1:
-            raise BenchError(f"{name}={value}; accepted: a positive integer")
-    segment = args.segment or preset.recipe.segment_len
-    seq_len = args.seq_len or segment
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    names = args.arch or [n for n in REGISTRY if args.preset in SIZES.get(n, {})]
-    per_process = -(-preset.recipe.batch_size // args.world_size)
-    rows = []
-    for name, layout in [(name, layout) for name in names for layout in args.layout or [None]]:
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            row = pool.submit(
-                measure, name, args.preset, args.steps, segment, seq_len, args.batch, device, args.threads, layout
-            ).result()
-        # same tokens/s: time scales with the steps per process (linear in T for the recurrent backbones)
-        row[f"s/iteration at {preset.name} ({per_process} x {preset.data.seq_len})"] = (
-            row["s/step"] * per_process * preset.data.seq_len / (args.batch * seq_len)
-        )
-        rows.append(row)
-        print(f"[perf train] {name} ({row['layout']}): {row['s/step']:.3f} s/step", flush=True)
-    where = (
-        torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else f"cpu, {args.threads or torch.get_num_threads()} threads"
-    )
-    print(
-        f"\nrecipe steps of preset {preset.name}: batch {args.batch} x {seq_len} steps, segments of {segment}, "
-        f"{args.steps} timed steps after 1 warm-up, on {where}"
-    )
-    print(format_table(rows, markdown=args.markdown))
-    return 0

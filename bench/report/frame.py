@@ -3,7 +3,7 @@
 One row per (preset, arch, seed, agent, suite, task, group, metric): `suite` is "test" (the
 unseen AnyMDP tasks) or "ood" (a Table 1 task, named in `task`); `group` is "overall" or a group
 of the suite ("ns=8", or the OOD task's own name); `metric` is a summary score of
-docs/results-schema.md (`last_quarter`, `few_shot`, ...). Offline losses are rows with agent
+docs/results-schema.md (`final`, `gain`, ...). Offline losses are rows with agent
 "model", suite "offline" and group "overall".
 """
 
@@ -20,14 +20,14 @@ from bench.io import atomic_write
 
 COLUMNS = ("preset", "arch", "seed", "agent", "suite", "task", "group", "metric", "value")
 SCALARS = (
-    "first_quarter",
-    "last_quarter",
-    "quarter_diff",
+    "final",
+    "first",
+    "auc",
+    "gain",
     "few_shot",
-    "asymptotic_max",
-    "asymptotic_last10",
-    "steps_to_80",
-    "episodes_per_task",
+    "reach_fraction",
+    "steps_to_threshold",
+    "paper_max",
     "n_tasks",
 )
 """The summary scores a row can hold (the curve and intervals stay in the result files)."""

@@ -2,14 +2,17 @@
 
 Deterministic: the same result files give the same bytes (fixed bootstrap seed, sorted inputs,
 no timestamps). Every file goes through `bench.report.validate`; refused files are listed with the
-reason. Intervals are 95 % percentile intervals of a two-level bootstrap: seeds are resampled,
-then the (shared) test tasks.
+reason. Scores: task-balanced anchored scores (bench.metrics); intervals: 95 % percentile intervals
+of a two-level bootstrap (seeds, then test tasks within each ns group); IQM, probability of
+improvement and the paired tests behind the ranks: bench.report.stats (docs/statistics.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
+import zlib
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,98 +24,81 @@ from bench import metrics
 from bench.errors import BenchError
 from bench.io import atomic_write
 from bench.presets import DEFAULT_PRESET, PRESETS, RANKED
+from bench.report import stats
 from bench.report.frame import results_frame
 from bench.report.results import iter_results
-from bench.report.validate import agent_episodes, validate_file
+from bench.report.scores import Estimate, RunScores, balanced_estimate, balanced_mean, run_scores
+from bench.report.validate import validate_file
 
 BOOTSTRAP_SEED = 0
-BOOTSTRAP_SAMPLES = 1000
+BOOTSTRAP_REPS = 2000
+REQUIRED_SEEDS = 3
+"""Training seeds an architecture needs at a preset to be ranked; rows with fewer are shown apart."""
 BASELINES = ("oracle", "random", "tql_ucb")
 BASELINE_LABELS = {"oracle": "oracle (finite-horizon optimum)", "random": "uniform random", "tql_ucb": "TQL-UCB"}
-PLOTS = ("d_curves", "action_loss", "asymptotic_vs_few_shot")
-
-
-@dataclass(frozen=True)
-class Score:
-    mean: float
-    lo: float
-    hi: float
-
-    def cell(self) -> str:
-        if np.isnan(self.mean):
-            return "—"
-        return f"{self.mean:.3f} [{self.lo:.3f}, {self.hi:.3f}]"
+PLOTS = ("curves", "profile", "poi", "offline_loss")
 
 
 @dataclass(frozen=True)
 class Row:
     name: str
-    asymptotic: Score
-    few_shot: Score
-    steps_to_80: str
+    scores: RunScores
+    seeds: int
+    final: Estimate
+    iqm: Estimate
+    auc: Estimate
+    gain: Estimate
+    reach: str
+    paper_max: str
     params: str = "—"
     state_size: str = "—"
     action_ce_long: str = "—"
     tokens_per_s: str = "—"
     peak_memory: str = "—"
-    seeds: int = 0
 
 
-def agent_task_arrays(doc: dict, agent: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Curve window starts (W,), per-task mean score per curve window (N, W), and per-task few-shot
-    score (N,) of one agent in one result: the quantities its summaries average over tasks."""
-    ep, tasks = agent_episodes(doc, agent)
-    scores = metrics.episode_scores(ep, tasks["j_rand"], tasks["j_opt"])
-    edges = metrics.curve_edges(ep.steps)
-    k = PRESETS[doc["preset"]].recipe.few_shot_episodes
-    return edges[:-1], metrics.task_means(ep, scores, edges), metrics.task_few_shot(ep, scores, k)
+def _rng(*names: str) -> np.random.Generator:
+    """A bootstrap stream of its own per row and quantity: adding a row changes no other interval."""
+    return np.random.default_rng([BOOTSTRAP_SEED, *(zlib.crc32(name.encode()) for name in names)])
 
 
-def _nanmean_rows(weights: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Weighted NaN-ignoring means over the first axis of `values`: (S, N) @ (N, ...) -> (S, ...)."""
-    valid = ~np.isnan(values)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (weights @ np.where(valid, values, 0.0)) / (weights @ valid)
+def _iqm(name: str, final: np.ndarray) -> Estimate:
+    (kept,) = stats.finite_tasks(final)
+    found = stats.interval_estimate(kept, "iqm", BOOTSTRAP_REPS, _rng(name, "iqm"), task_bootstrap=True)
+    return Estimate(found.point, found.lo, found.hi)
 
 
-def _seed_task_bootstrap(docs: list[dict], agent: str, rng: np.random.Generator) -> tuple[Score, Score]:
-    """Asymptotic (max of the smoothed mean curve) and few-shot scores: the mean over seeds, and a
-    bootstrap interval resampling seeds, then tasks (the same test tasks in every seed)."""
-    arrays = [agent_task_arrays(doc, agent) for doc in docs]
-    n_tasks = arrays[0][1].shape[0]
-    if any(windows.shape[0] != n_tasks for _, windows, _ in arrays):
-        raise BenchError(f"results of {docs[0]['arch']!r} score different numbers of test tasks")
-    weights = metrics.bootstrap_weights(n_tasks, BOOTSTRAP_SAMPLES, int(rng.integers(2**31)))
-    seed_draws = rng.integers(0, len(docs), size=(BOOTSTRAP_SAMPLES, len(docs)))
-
-    def asymptotic(means: np.ndarray) -> np.ndarray:
-        return np.array([np.nanmax(metrics.smooth(row, metrics.SMOOTHING_POINTS)) for row in means])
-
-    ones = np.ones((1, n_tasks))
-    point_asym = np.array([asymptotic(_nanmean_rows(ones, windows))[0] for _, windows, _ in arrays])
-    draws_asym = np.stack([asymptotic(_nanmean_rows(weights, windows)) for _, windows, _ in arrays], axis=1)
-    point_few = np.array([_nanmean_rows(ones, few)[0] for _, _, few in arrays])
-    draws_few = np.stack([_nanmean_rows(weights, few) for _, _, few in arrays], axis=1)
-    rows = np.arange(BOOTSTRAP_SAMPLES)[:, None]
-    asym_samples = draws_asym[rows, seed_draws].mean(1)
-    few_samples = np.nanmean(draws_few[rows, seed_draws], axis=1)
-    return _score(point_asym, asym_samples), _score(point_few, few_samples)
+def _reach(scores: RunScores, steps: int) -> str:
+    reach = np.stack([metrics.steps_to_threshold(c, scores.anchors, steps) for c in scores.curves])  # (R, N)
+    fraction = balanced_mean((~np.isnan(reach)).astype(np.float64), scores.groups).mean()
+    reached = reach[~np.isnan(reach)]
+    return f"{fraction:.2f}" + (f" ({np.median(reached):.0f})" if reached.size else "")
 
 
-def _score(per_seed: np.ndarray, samples: np.ndarray) -> Score:
-    if np.all(np.isnan(per_seed)):
-        return Score(float("nan"), float("nan"), float("nan"))
-    lo, hi = np.nanpercentile(samples, [2.5, 97.5])
-    return Score(float(np.nanmean(per_seed)), float(lo), float(hi))
+def _paper_max(scores: RunScores) -> str:
+    curve = balanced_mean(np.moveaxis(metrics.nanmean(scores.curves, axis=0), 0, -1), scores.groups)  # (K,)
+    return f"{np.nanmax(metrics.smooth(curve, metrics.SMOOTHING_POINTS)):.3f}"
 
 
-def _steps_to_80(docs: list[dict], agent: str) -> str:
-    reached = [doc["interactive"]["agents"][agent]["overall"]["steps_to_80"] for doc in docs]
-    hits = [s for s in reached if s is not None]
-    if not hits:
-        return "never"
-    cell = f"{np.mean(hits):.0f}"
-    return cell if len(hits) == len(reached) else f"{cell} ({len(hits)}/{len(reached)} seeds)"
+def score_row(name: str, docs: list[dict], agent: str) -> Row:
+    """A row's scores: `agent` in every document (one run each)."""
+    scores = run_scores(docs, agent)
+    steps = docs[0]["interactive"]["eval_steps"]
+    estimate = {
+        kind: balanced_estimate(scores.values[kind], scores.groups, BOOTSTRAP_REPS, _rng(name, kind))
+        for kind in ("final", "auc", "gain")
+    }
+    return Row(
+        name=name,
+        scores=scores,
+        seeds=len(docs),
+        final=estimate["final"],
+        iqm=_iqm(name, scores.values["final"]),
+        auc=estimate["auc"],
+        gain=estimate["gain"],
+        reach=_reach(scores, steps),
+        paper_max=_paper_max(scores),
+    )
 
 
 def _long_context_ce(docs: list[dict]) -> str:
@@ -129,84 +115,146 @@ def _peak_memory(docs: list[dict]) -> str:
     return f"{max(values) / 2**20:.0f} MiB{' RSS' if on_cpu else ''}"
 
 
-def arch_row(name: str, docs: list[dict], rng: np.random.Generator) -> Row:
-    asym, few = _seed_task_bootstrap(docs, "model", rng)
+def arch_row(name: str, docs: list[dict]) -> Row:
     manifest = docs[0]["manifest"]
-    return Row(
-        name=name,
-        asymptotic=asym,
-        few_shot=few,
-        steps_to_80=_steps_to_80(docs, "model"),
+    return dataclasses.replace(
+        score_row(name, docs, "model"),
         params=f"{manifest['param_count']['backbone'] / 1e3:.0f}K",
         state_size=f"{manifest['state_size']:,}",
         action_ce_long=_long_context_ce(docs),
         tokens_per_s=f"{np.mean([d['manifest']['train_tokens_per_s'] for d in docs]):,.0f}",
         peak_memory=_peak_memory(docs),
-        seeds=len(docs),
     )
 
 
-def baseline_rows(docs: list[dict], rng: np.random.Generator) -> list[Row]:
-    """Baselines are scored on the same tasks in every result; one result per seed is used."""
-    by_seed = {doc["seed"]: doc for doc in sorted(docs, key=lambda d: (d["seed"], d["arch"]))}
-    unique = [by_seed[s] for s in sorted(by_seed)]
-    rows = []
-    for agent in BASELINES:
-        asym, few = _seed_task_bootstrap(unique, agent, rng)
-        rows.append(Row(BASELINE_LABELS[agent], asym, few, _steps_to_80(unique, agent), seeds=len(unique)))
-    return rows
+def baseline_rows(docs: list[dict]) -> list[Row]:
+    """The baselines of the preset: every result rolls them out on the same tasks with the same
+    rollout seed, so one result (the first) holds them."""
+    first = min(docs, key=lambda d: (d["arch"], d["seed"]))
+    return [score_row(BASELINE_LABELS[agent], [first], agent) for agent in BASELINES]
 
 
-def _tied(a: Score, b: Score) -> bool:
-    """Neither mean is separable from the other's 95 % interval."""
-    return a.lo <= b.mean <= a.hi or b.lo <= a.mean <= b.hi
+@dataclass(frozen=True)
+class Ranking:
+    """Ranked rows (by final score) with the tests behind the ranks."""
+
+    rows: list[Row]
+    adjacent: list[stats.Comparison]
+    """rows[i] vs rows[i + 1], Holm-corrected over the adjacent pairs."""
+    vs_random: list[stats.Comparison]
+    """Each row vs uniform random, Holm-corrected over the rows."""
 
 
-def rank_labels(rows: list[Row]) -> list[str]:
-    """1, 2, ... in order of the asymptotic score; "=k" marks rows tied with a neighbour."""
-    tied_prev = [i > 0 and _tied(rows[i - 1].asymptotic, row.asymptotic) for i, row in enumerate(rows)]
-    labels, rank = [], 0
-    for i in range(len(rows)):
-        if not tied_prev[i]:
-            rank = i + 1
-        tied = tied_prev[i] or (i + 1 < len(rows) and tied_prev[i + 1])
-        labels.append(f"={rank}" if tied else str(rank))
+def _finals(rows: list[Row]) -> dict[str, np.ndarray]:
+    finals = dict(zip([r.name for r in rows], stats.finite_tasks(*[r.scores.values["final"] for r in rows])))
+    return finals
+
+
+def rank(rows: list[Row], random: Row) -> Ranking:
+    rows = sorted(rows, key=lambda r: (-np.nan_to_num(r.final.point, nan=-np.inf), r.name))
+    finals = _finals([*rows, random])
+    pairs = [(a.name, b.name) for a, b in zip(rows, rows[1:])]
+    adjacent = stats.pairwise_tests(finals, BOOTSTRAP_REPS, BOOTSTRAP_SEED, pairs=pairs) if pairs else []
+    versus = [(r.name, random.name) for r in rows]
+    vs_random = stats.pairwise_tests(finals, BOOTSTRAP_REPS, BOOTSTRAP_SEED, pairs=versus) if versus else []
+    return Ranking(rows, adjacent, vs_random)
+
+
+def rank_labels(ranking: Ranking) -> list[str]:
+    """1, 2, ... by final score; a row not significantly below its predecessor shares its rank, "=k"."""
+    labels, rank_at = [], 1
+    tied = [False] + [not c.significant for c in ranking.adjacent]
+    for i in range(len(ranking.rows)):
+        if not tied[i]:
+            rank_at = i + 1
+        shares = tied[i] or (i + 1 < len(tied) and tied[i + 1])
+        labels.append(f"={rank_at}" if shares else str(rank_at))
     return labels
 
 
-HEADER = (
-    "| rank | architecture | params | state size | asymptotic score | few-shot score | steps to 80 % "
-    "| action CE, long context | train tokens/s | peak memory | seeds |"
+COLUMNS = (
+    "final score",
+    "IQM of final",
+    "AUC",
+    "in-context gain",
+    "reach 0.5 (median steps)",
+    "paper-style max (biased ↑)",
 )
 
 
-def preset_table(preset: str, docs: list[dict]) -> str:
-    rng = np.random.default_rng(BOOTSTRAP_SEED)
+def _score_cells(row: Row) -> str:
+    return " | ".join([row.final.cell(), row.iqm.cell(), row.auc.cell(), row.gain.cell(), row.reach, row.paper_max])
+
+
+def _vs_random_cell(test: stats.Comparison) -> str:
+    sign = ">" if test.test.difference > 0 else "<"
+    verdict = f"{sign} random" if test.significant else "≈ random"
+    return f"{verdict} (p {test.p_holm:.3f})"
+
+
+def preset_table(docs: list[dict]) -> tuple[str, list[str]]:
+    """The preset's tables (ranked, provisional, baselines) and its significance statements."""
     by_arch: dict[str, list[dict]] = defaultdict(list)
     for doc in docs:
         by_arch[doc["arch"]].append(doc)
-    rows = [arch_row(arch, sorted(group, key=lambda d: d["seed"]), rng) for arch, group in sorted(by_arch.items())]
-    rows.sort(key=lambda r: (-np.nan_to_num(r.asymptotic.mean, nan=-np.inf), r.name))
-    lines = [HEADER, "|" + " --- |" * 11]
-    for label, row in zip(rank_labels(rows), rows):
+    rows = [arch_row(arch, sorted(group, key=lambda d: d["seed"])) for arch, group in sorted(by_arch.items())]
+    baselines = baseline_rows(docs)
+    random = baselines[BASELINES.index("random")]
+    ranked = rank([r for r in rows if r.seeds >= REQUIRED_SEEDS], random)
+    provisional = rank([r for r in rows if r.seeds < REQUIRED_SEEDS], random)
+    head = "| rank | architecture | seeds | " + " | ".join(COLUMNS)
+    head += " | vs random (Holm) | action CE, long context | params | state size | train tokens/s | peak memory |"
+    lines = [head, "|" + " --- |" * (len(COLUMNS) + 9)]
+    for label, row, test in zip(rank_labels(ranked), ranked.rows, ranked.vs_random):
         lines.append(
-            f"| {label} | `{row.name}` | {row.params} | {row.state_size} | {row.asymptotic.cell()} | "
-            f"{row.few_shot.cell()} | {row.steps_to_80} | {row.action_ce_long} | {row.tokens_per_s} | "
-            f"{row.peak_memory} | {row.seeds} |"
+            f"| {label} | `{row.name}` | {row.seeds} | {_score_cells(row)} | {_vs_random_cell(test)} | "
+            f"{row.action_ce_long} | {row.params} | {row.state_size} | {row.tokens_per_s} | {row.peak_memory} |"
         )
-    for row in baseline_rows(docs, rng):
-        lines.append(
-            f"| — | *{row.name}* | — | — | {row.asymptotic.cell()} | {row.few_shot.cell()} | {row.steps_to_80} "
-            f"| — | — | — | {row.seeds} |"
-        )
+    for row in baselines:
+        lines.append(f"| — | *{row.name}* | — | {_score_cells(row)} | — | — | — | — | — | — |")
+    out = ["\n".join(lines)]
+    if provisional.rows:
+        lines = [
+            f"Provisional: fewer than {REQUIRED_SEEDS} seeds, **not ranked** (same columns).",
+            "",
+            "| architecture | seeds | " + " | ".join(COLUMNS) + " | vs random (Holm) |",
+            "|" + " --- |" * (len(COLUMNS) + 3),
+        ]
+        for row, test in zip(provisional.rows, provisional.vs_random):
+            lines.append(f"| `{row.name}` | {row.seeds} | {_score_cells(row)} | {_vs_random_cell(test)} |")
+        out.append("\n".join(lines))
+    statements = [_statement(c) for c in ranked.adjacent]
+    if len(ranked.rows) > 1:
+        out.append(probability_table(ranked.rows))
+    return "\n\n".join(out), statements
+
+
+def _statement(c: stats.Comparison) -> str:
+    t = c.test
+    verdict = f"`{c.a}` > `{c.b}`" if c.significant else f"`{c.a}` and `{c.b}` are not separable"
+    return (
+        f"- {verdict}: final score difference {t.difference:+.3f} [{t.lo:+.3f}, {t.hi:+.3f}], "
+        f"p = {t.p_value:.3f}, Holm-adjusted {c.p_holm:.3f}"
+    )
+
+
+def probability_table(rows: list[Row]) -> str:
+    """P(row's final score > column's) per task, averaged over tasks (rliable's probability of improvement)."""
+    finals = _finals(rows)
+    names = list(finals)
+    lines = ["P(row > column), final score", "", "| | " + " | ".join(f"`{n}`" for n in names) + " |"]
+    lines.append("|" + " --- |" * (len(names) + 1))
+    for a in names:
+        cells = ["—" if a == b else f"{stats.probability_of_improvement(finals[a], finals[b]):.2f}" for b in names]
+        lines.append(f"| `{a}` | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def ood_table(docs: list[dict]) -> str | None:
-    """The OOD track of one preset: per architecture (and baseline) and Table 1 task, the last-quarter
-    mean normalised score, averaged over the seeds whose results hold the OOD section (schema 2)."""
+    """The OOD track of one preset: per architecture (and baseline) and Table 1 task, the final
+    score, averaged over the seeds."""
     frame = results_frame(docs)
-    frame = frame[(frame.suite == "ood") & (frame.group == "overall") & (frame.metric == "last_quarter")]
+    frame = frame[(frame.suite == "ood") & (frame.group == "overall") & (frame.metric == "final")]
     if frame.empty:
         return None
     tasks = list(dict.fromkeys(frame.task))
@@ -262,21 +310,32 @@ def render(
         "",
         "Generated by `python -m bench leaderboard` from the result files under `results/`; do not edit by hand.",
         "Scores are normalised returns on unseen AnyMDP test tasks, `(R - J_rand) / (J_opt - J_rand)`:",
-        "the oracle (exact finite-horizon optimum) scores 1 and the uniform-random policy 0.",
-        "**Asymptotic score**: the maximum of the smoothed mean curve d_t; **few-shot score**: the mean over the",
-        "first K episodes (docs/recipe.md). Intervals: 95 %, bootstrap over seeds and test tasks. Rank `=k`: not",
-        "separable from a neighbour at 95 %. Every row passed `python -m bench validate`.",
+        "the oracle (exact finite-horizon optimum) scores 1 and the uniform-random policy 0. At 64 anchors per",
+        "rollout each task contributes the first episode starting at or after the anchor (unbiased for a fixed",
+        "policy), averaged over the run's rollouts of the task (8 by default; `bench eval --rollouts`); tasks are",
+        "averaged within ns groups, and groups weigh the same.",
+        "**Final score**: the last quarter of the rollout (the ranking score); **IQM**: interquartile mean of",
+        "the run x task final scores (rliable); **AUC**: the whole rollout; **in-context gain**: final minus first",
+        "quarter; **reach 0.5**: fraction of tasks whose mean score from some anchor before the last quarter to",
+        "the end reaches 0.5 (median steps); **paper-style max**: the maximum of the smoothed mean curve, as in",
+        "the paper, biased upward (for comparison only). Intervals: 95 %, bootstrap over seeds and tasks.",
+        f"Ranks: rows with at least {REQUIRED_SEEDS} seeds, ordered by final score; `=k` where the paired test of",
+        "the difference with the neighbour (tasks and seeds resampled, Holm-corrected over adjacent pairs) does",
+        "not reject at 5 % (docs/statistics.md). Every row passed `python -m bench validate`.",
     ]
     for preset in sorted(accepted, key=lambda p: list(PRESETS).index(p)):
         docs = accepted[preset]
-        out += ["", f"## Preset `{preset}`", "", preset_table(preset, docs)]
+        table, statements = preset_table(docs)
+        out += ["", f"## Preset `{preset}`", "", table]
+        if statements:
+            out += ["", "Adjacent ranked rows, final score:", "", *statements]
         ood = ood_table(docs)
         if ood is not None:
             out += [
                 "",
                 f"### Out of distribution: the paper's Table 1 tasks (`{preset}`)",
                 "",
-                "Last-quarter mean normalised score per task (mean over seeds; docs/ood.md defines the tasks).",
+                "Final score per task (mean over seeds; docs/ood.md defines the tasks).",
                 "",
                 ood,
             ]

@@ -19,10 +19,10 @@ from typing import Any
 from bench.errors import BenchError
 from bench.io import atomic_write
 
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = (1, 2)
-"""Version 2 added the `ood` section (scores on the paper's Table 1 tasks); version 1 files, which
-lack it, are still read."""
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (3,)
+"""Version 3 scores anchored episodes averaged over several rollouts (bench.metrics); files of
+versions 1-2 stored the biased window scores of one rollout and are no longer read: rerun them."""
 KIND = "anymdp-bench-result"
 AGENTS = ("model", "oracle", "random", "tql_ucb")
 """Agents scored by interactive rollouts on the same test tasks; "model" is the trained backbone."""
@@ -52,26 +52,30 @@ class _ListOf:
 
 
 NUMBER = float  # ints are accepted where a number is expected; bools are not
-CURVE = {"t": _ListOf(int), "mean": _ListOf(NUMBER), "lo": _ListOf(NUMBER), "hi": _ListOf(NUMBER)}
+MAYBE = _Optional(NUMBER)
+CURVE = {"t": _ListOf(int), "mean": _ListOf(MAYBE), "lo": _ListOf(MAYBE), "hi": _ListOf(MAYBE)}
 SUMMARY = {
     "n_tasks": int,
+    "final": MAYBE,
+    "final_ci": _ListOf(MAYBE, 2),
+    "first": MAYBE,
+    "auc": MAYBE,
+    "auc_ci": _ListOf(MAYBE, 2),
+    "gain": MAYBE,
+    "gain_ci": _ListOf(MAYBE, 2),
+    "few_shot": MAYBE,
+    "reach_fraction": MAYBE,
+    "steps_to_threshold": _Optional(int),
+    "paper_max": MAYBE,
     "curve": CURVE,
-    "asymptotic_max": NUMBER,
-    "asymptotic_last10": _Optional(NUMBER),
-    "few_shot": _Optional(NUMBER),
-    "steps_to_80": _Optional(int),
-    "first_quarter": NUMBER,
-    "last_quarter": NUMBER,
-    "quarter_diff": NUMBER,
-    "quarter_diff_ci": _ListOf(NUMBER, 2),
-    "episodes_per_task": NUMBER,
 }
 TASKS = {
     "ns": _ListOf(int),
+    "group": _ListOf(str),
     "j_rand": _ListOf(NUMBER),
     "j_opt": _ListOf(NUMBER),
-    "episode_starts": _ListOf(_ListOf(int)),
-    "episode_returns": _ListOf(_ListOf(NUMBER)),
+    "few_shot": _ListOf(MAYBE),
+    "anchored": _ListOf(_ListOf(MAYBE)),
 }
 AGENT_RESULT = {"overall": SUMMARY, "groups": _MapOf(SUMMARY), "tasks": TASKS}
 INTERACTIVE = {
@@ -80,7 +84,9 @@ INTERACTIVE = {
     "skipped_tasks": int,
     "gap_threshold": NUMBER,
     "bootstrap_samples": int,
-    "smoothing_window": int,
+    "rollouts": int,
+    "rollout_seed": int,
+    "rollout_noise": {name: _ListOf(_ListOf(NUMBER, 2)) for name in AGENTS},
     "agents": {name: AGENT_RESULT for name in AGENTS},
 }
 SCHEMA: dict[str, Any] = {
@@ -102,6 +108,7 @@ SCHEMA: dict[str, Any] = {
         "dataset_fingerprint": str,
         "preset_digest": str,
         "arch_class": str,
+        "backbone_source": {"sha256": str, "files": _MapOf(str)},
         "arch_kwargs": dict,
         "param_count": {"backbone": int, "total": int},
         "state_size": int,
@@ -125,11 +132,10 @@ SCHEMA: dict[str, Any] = {
         "overall": {"action_ce": NUMBER, "action_acc": NUMBER, "obs_ce": NUMBER, "reward_mse": NUMBER},
     },
     "interactive": INTERACTIVE,
+    "ood": {"by_task": _MapOf(INTERACTIVE), "not_applicable": _MapOf(str)},
 }
-OOD = {"by_task": _MapOf(INTERACTIVE), "not_applicable": _MapOf(str)}
-"""Version 2: the `ood` section, one `interactive` record per applicable Table 1 task."""
-BACKBONE_SOURCE = {"sha256": str, "files": _MapOf(str)}
-"""Version 2: `manifest.backbone_source`, digests of the backbone's source files (`bench.provenance`)."""
+"""`ood`: one `interactive` record per applicable Table 1 task; `manifest.backbone_source`: digests
+of the backbone's source files (`bench.provenance`)."""
 
 
 def _check(value: Any, spec: Any, where: str, reasons: list[str]) -> None:
@@ -193,19 +199,12 @@ def check_result(doc: Any) -> list[str]:
         return [f"result.kind: expected {KIND!r}, got {doc.get('kind')!r}"]
     if doc.get("schema_version") not in READABLE_VERSIONS:
         readable = ", ".join(map(str, READABLE_VERSIONS))
-        return [f"result.schema_version: {doc.get('schema_version')!r} is not supported; this code reads {readable}"]
+        return [
+            f"result.schema_version: {doc.get('schema_version')!r} is not supported; this code reads {readable} "
+            "(older files hold biased single-rollout scores: rerun the run, or delete the file)"
+        ]
     reasons: list[str] = []
     _check(doc, SCHEMA, "result", reasons)
-    if doc["schema_version"] >= 2:
-        if "ood" not in doc:
-            reasons.append("result.ood: missing (schema version 2 results hold the OOD track)")
-        else:
-            _check(doc["ood"], OOD, "result.ood", reasons)
-        manifest = doc.get("manifest") if isinstance(doc.get("manifest"), dict) else {}
-        if "backbone_source" not in manifest:
-            reasons.append("result.manifest.backbone_source: missing (schema version 2 results record it)")
-        else:
-            _check(manifest["backbone_source"], BACKBONE_SOURCE, "result.manifest.backbone_source", reasons)
     for field in ("preset", "arch"):
         if isinstance(doc.get(field), str) and not _NAME.match(doc[field]):
             reasons.append(f"result.{field}: {doc[field]!r} is not a plain name (letters, digits, _ . -)")
@@ -285,17 +284,19 @@ def iter_results(root: str | os.PathLike = "results") -> list[Path]:
 
 
 def example_result(preset: str = "tiny", arch: str = "gdn", seed: int = 0, score: float = 0.5) -> dict:
-    """A small valid document (two tasks in one ns group, four episodes each) for tests of readers;
-    its summaries are computed from its episode records, as `bench.report.validate` recomputes them."""
+    """A small valid document (two tasks in one ns group, 8 scored steps) for tests of readers;
+    its summaries are computed from its per-task anchored scores, as `bench.report.validate`
+    recomputes them."""
     import numpy as np
 
     from bench import metrics
 
     def agent(level: float) -> dict:
-        starts = [[0, 2, 4, 6], [0, 2, 4, 6]]
-        returns = [[level / 2, level, level, level], [0.0, level, level, level]]
-        ep = metrics.Episodes.from_record({"episode_starts": starts, "episode_returns": returns}, steps=8)
-        return metrics.agent_record(ep, np.array([8, 8]), np.zeros(2), np.ones(2), 3, 100, seed)
+        curves = np.array([[level / 2] + [level] * 7, [0.0] + [level] * 7])
+        few = np.array([level * 0.75, level * 0.5])
+        return metrics.agent_record(
+            curves, few, np.array([8, 8]), ["ns=8"] * 2, np.zeros(2), np.ones(2), 8, 100, metrics.BOOTSTRAP_SEED
+        )
 
     levels = {"model": score, "oracle": 1.0, "random": 0.0, "tql_ucb": 0.3}
     return {
@@ -341,7 +342,9 @@ def example_result(preset: str = "tiny", arch: str = "gdn", seed: int = 0, score
             "skipped_tasks": 0,
             "gap_threshold": 0.01,
             "bootstrap_samples": 100,
-            "smoothing_window": 1,
+            "rollouts": 1,
+            "rollout_seed": 0,
+            "rollout_noise": {name: [] for name in levels},
             "agents": {name: agent(level) for name, level in levels.items()},
         },
         "ood": {"by_task": {}, "not_applicable": {"cliffwalking": "49 states; the example model embeds 8"}},

@@ -6,7 +6,7 @@ current definition of its preset (`Preset.digest()`) and with the expected datas
 fingerprint recorded by the other results of its preset must agree, and match the committed
 manifests where they name one), from the backbone source found here (schema 2 records its
 digests: `bench.provenance`), and when every summary metric, of the test tasks and of the OOD
-tasks, recomputes, to rounding, from the per-task episode records stored beside it
+tasks, recomputes, to rounding, from the per-task anchored scores stored beside it
 (`metrics.agent_record`), so that an edited number is caught.
 """
 
@@ -16,11 +16,10 @@ import argparse
 import math
 from pathlib import Path
 
-import numpy as np
-
 from architectures import resolve
+from bench import metrics
 from bench.errors import USER_ERRORS, BenchError
-from bench.metrics import Episodes, summarize_groups
+from bench.metrics import record_arrays
 from bench.presets import PRESETS
 from bench.provenance import backbone_source
 from bench.report.results import AGENTS, arch_dirname, load_result
@@ -29,36 +28,30 @@ RECOMPUTE_RTOL = 1e-9
 """Relative tolerance between a stored summary number and its recomputation."""
 
 
-def agent_episodes(doc: dict, agent: str, record: dict | None = None) -> tuple[Episodes, dict]:
-    """One agent's scored episodes, rebuilt from its stored record, and the record itself
-    (`record`: an `interactive`-shaped record other than the document's own, e.g. an OOD task's)."""
-    record = doc["interactive"] if record is None else record
+def recompute_agent(record: dict, agent: str) -> dict:
+    """The {"overall", "groups"} summaries of one agent of an `interactive`-shaped record,
+    recomputed from its stored per-task scores."""
     tasks = record["agents"][agent]["tasks"]
-    return Episodes.from_record(tasks, record["eval_steps"]), tasks
-
-
-def recompute_agent(doc: dict, agent: str, record: dict | None = None, label: str | None = None) -> dict:
-    """The {"overall", "groups"} summaries of one agent, recomputed from its episode record; tasks
-    are grouped by ns, or all under `label` (an OOD task's record)."""
-    record = doc["interactive"] if record is None else record
-    ep, tasks = agent_episodes(doc, agent, record)
-    return summarize_groups(
-        ep,
-        np.asarray(tasks["ns"]),
-        np.asarray(tasks["j_rand"], dtype=np.float64),
-        np.asarray(tasks["j_opt"], dtype=np.float64),
-        few_shot_episodes=PRESETS[doc["preset"]].recipe.few_shot_episodes,
-        bootstrap_samples=record["bootstrap_samples"],
-        seed=doc["seed"],
-        labels=None if label is None else [label] * ep.n_tasks,
+    curves, few_shot = record_arrays(tasks)
+    steps = record["eval_steps"]
+    if curves.shape[1] != metrics.anchor_steps(steps).size:
+        raise BenchError(f"{curves.shape[1]} anchors stored; {steps} steps have {metrics.anchor_steps(steps).size}")
+    return metrics.summarize(
+        curves,
+        few_shot,
+        tasks["group"],
+        metrics.anchor_steps(steps),
+        steps,
+        record["bootstrap_samples"],
+        metrics.BOOTSTRAP_SEED,
     )
 
 
-def scored_records(doc: dict) -> list[tuple[str, dict, str | None]]:
-    """(where, interactive-shaped record, group label) of every set of rollouts a result stores."""
-    records = [("interactive", doc["interactive"], None)]
-    for name, record in doc.get("ood", {}).get("by_task", {}).items():
-        records.append((f"ood.by_task.{name}", record, name))
+def scored_records(doc: dict) -> list[tuple[str, dict]]:
+    """(where, interactive-shaped record) of every set of rollouts a result stores."""
+    records = [("interactive", doc["interactive"])]
+    for name, record in doc["ood"]["by_task"].items():
+        records.append((f"ood.by_task.{name}", record))
     return records
 
 
@@ -108,13 +101,13 @@ def validate_doc(doc: dict, expected_fingerprint: str | None = None) -> list[str
         expected_fingerprint = committed_fingerprint(preset)
     if expected_fingerprint is not None and fingerprint != expected_fingerprint:
         return [f"dataset fingerprint {fingerprint[:12]}... differs from the expected {expected_fingerprint[:12]}..."]
-    if doc["schema_version"] >= 2 and (reason := source_mismatch(doc["manifest"])):
+    if reason := source_mismatch(doc["manifest"]):
         return [reason]
-    for where, scored, label in scored_records(doc):
+    for where, scored in scored_records(doc):
         for agent in AGENTS:
             record = scored["agents"][agent]
             try:
-                fresh = recompute_agent(doc, agent, scored, label)
+                fresh = recompute_agent(scored, agent)
             except (BenchError, KeyError, TypeError, ValueError) as err:
                 return [f"{where}.agents.{agent}: cannot recompute the summaries ({err})"]
             stored = {key: record[key] for key in ("overall", "groups")}
