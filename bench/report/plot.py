@@ -109,10 +109,11 @@ def plot_curves(preset: str, docs: list[dict]) -> plt.Figure:
 
 
 def _finals(docs: list[dict]) -> dict[str, np.ndarray]:
-    """Run x task final scores of each architecture and the random baseline, on common tasks."""
+    """Run x task final scores of each architecture and the random and TQL-UCB baselines, on common tasks."""
     named = {arch: run_scores(group, "model").values["final"] for arch, group in _by_arch(docs).items()}
     first = min(docs, key=lambda d: (d["arch"], d["seed"]))
-    named["random"] = run_scores([first], "random").values["final"]
+    for agent in ("random", "tql_ucb"):
+        named[agent] = run_scores([first], agent).values["final"]
     return dict(zip(named, stats.finite_tasks(*named.values())))
 
 
@@ -122,7 +123,7 @@ def plot_profile(preset: str, docs: list[dict]) -> plt.Figure:
     taus = np.linspace(-0.5, 1.5, 81)
     for name, final in _finals(docs).items():
         found = stats.performance_profile(final, taus, BOOTSTRAP_REPS, BOOTSTRAP_SEED)
-        color, style = (arch_color(name), "-") if name != "random" else BASELINE_STYLE["random"]
+        color, style = BASELINE_STYLE[name] if name in BASELINE_STYLE else (arch_color(name), "-")
         ax.plot(taus, found.point, color=color, ls=style, lw=1.6, label=name)
         ax.fill_between(taus, found.lo, found.hi, color=color, alpha=0.15, lw=0)
     ax.set_xlabel("final score threshold τ")
