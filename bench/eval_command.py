@@ -12,6 +12,7 @@ The model and the oracle, random and TQL-UCB baselines are rolled out on the sam
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -66,6 +67,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nonce", type=int, default=None, help="with --suite fresh: which fresh tasks (0 to 2**32-1)")
     parser.add_argument("--steps", type=int, default=None, help="rollout steps per task (default: the preset's)")
     parser.add_argument(
+        "--temperature",
+        type=float,
+        nargs=3,
+        metavar=("START", "END", "STEPS"),
+        default=None,
+        help="sampling temperature decaying linearly from START to END over STEPS rollout steps, then END "
+        "(default: the preset's); choose it on --suite valid, never on test",
+    )
+    parser.add_argument(
         "--rollouts",
         type=int,
         default=EVAL_ROLLOUTS,
@@ -94,6 +104,7 @@ def main(args: argparse.Namespace) -> int:
         target = Target(args.arch, kwargs, results.variant_name(args.arch, kwargs), preset, seed)
     if args.rollouts < 1:
         raise BenchError(f"--rollouts {args.rollouts}: accepted: a positive integer")
+    schedule = rollout_schedule(target.preset, args.temperature)
     if args.steps is not None and args.steps < 4:
         raise BenchError(f"--steps {args.steps}: accepted: an integer >= 4 (scores compare quarters of the rollout)")
     suite = load_suite(args.suite, target.preset, args.nonce)  # bad --nonce fails before any loading
@@ -106,16 +117,18 @@ def main(args: argparse.Namespace) -> int:
     if suite.name == "ood":
         print(f"[eval] {target.name} seed {target.seed}: suite ood, {len(set(suite.groups))} tasks", flush=True)
         record = grouped_eval(
-            model, suite, target.preset, PROMPT_ORACLE, TAG_UNKNOWN, device, args.steps, rollouts=args.rollouts
+            model, suite, schedule, PROMPT_ORACLE, TAG_UNKNOWN, device, args.steps, rollouts=args.rollouts
         )
         print(ood_table(record), flush=True)
     else:
-        record = evaluate_suite(model, target, suite, args.steps, device, args.rollouts)
+        record = evaluate_suite(model, target, suite, args.steps, device, args.rollouts, schedule)
         print(group_table(record), flush=True)
         print(noise_table(record), flush=True)
     comparison = None
     if args.suite == "fresh":
-        test = evaluate_suite(model, target, load_suite("test", target.preset), args.steps, device, args.rollouts)
+        test = evaluate_suite(
+            model, target, load_suite("test", target.preset), args.steps, device, args.rollouts, schedule
+        )
         comparison = compare(test, record)
         print(comparison_line(comparison), flush=True)
     commit, dirty = git_state()
@@ -130,6 +143,7 @@ def main(args: argparse.Namespace) -> int:
             "seed": target.seed,
             "suite": suite.name,
             "nonce": args.nonce,
+            "temperature": list(schedule.recipe.temperature),
             "checkpoint": {"path": str(checkpoint / CHECKPOINT_NAME), "step": step},
             "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "command": list(sys.argv),
@@ -192,10 +206,30 @@ def load_checkpoint(target: Target, path: Path, partial: bool, device: str) -> t
     return model.to(device), step
 
 
+def rollout_schedule(preset: Preset, temperature: list[float] | None) -> Preset:
+    """`preset` with the sampling temperature schedule of `--temperature` (START END STEPS), if given."""
+    if temperature is None:
+        return preset
+    start, end, steps = temperature
+    if not (start > 0 and end > 0 and steps >= 0 and float(steps).is_integer()):
+        raise BenchError(
+            f"--temperature {start:g} {end:g} {steps:g}: accepted: START > 0, END > 0, STEPS a non-negative integer"
+        )
+    recipe = dataclasses.replace(preset.recipe, temperature=(start, end, int(steps)))
+    return dataclasses.replace(preset, recipe=recipe)
+
+
 def evaluate_suite(
-    model: ICRLModel, target: Target, suite: Suite, steps: int | None, device: str, rollouts: int
+    model: ICRLModel,
+    target: Target,
+    suite: Suite,
+    steps: int | None,
+    device: str,
+    rollouts: int,
+    schedule: Preset | None = None,
 ) -> dict:
-    """The `interactive` record of the model and the baselines on the suite's tasks."""
+    """The `interactive` record of the model and the baselines on the suite's tasks; `schedule`:
+    the preset whose temperature schedule the rollouts follow (default the target's)."""
     steps = target.preset.recipe.eval_steps if steps is None else steps
     print(
         f"[eval] {target.name} seed {target.seed}: suite {suite.name}, {len(suite.tasks)} tasks x {steps} steps "
@@ -204,7 +238,7 @@ def evaluate_suite(
     return interactive_eval(
         model,
         suite.tasks,
-        target.preset,
+        schedule or target.preset,
         PROMPT_ORACLE,
         TAG_UNKNOWN,
         device,

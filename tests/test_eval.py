@@ -54,6 +54,23 @@ def test_eval_on_valid_groups_tasks_in_two_halves_of_the_training_range(smoke_ru
     assert valid_groups(SMOKE, [8, 12, 13, 16]) == ["ns=8-12", "ns=8-12", "ns=13-16", "ns=13-16"]
 
 
+def test_eval_takes_a_temperature_schedule_to_tune_on_valid(smoke_run):
+    tmp, path = smoke_run
+    out = tmp / "valid-cold.json"
+    argv = ["--result", str(path), "--suite", "valid", "--rollouts", "2", "--out", str(out)]
+    assert eval_cli(tmp, *argv, "--temperature", "0.01", "0.01", "0") == 0  # near greedy
+    cold = json.loads(out.read_text())
+    assert cold["temperature"] == [0.01, 0.01, 0] and cold["interactive"]["rollouts"] == 2
+    assert eval_cli(tmp, *argv, "--overwrite") == 0
+    default = json.loads(out.read_text())
+    assert default["temperature"] == list(SMOKE.recipe.temperature)
+    # the baselines act the same at any temperature; the model does not
+    for agent in ("oracle", "random", "tql_ucb"):
+        same = cold["interactive"]["agents"][agent] == default["interactive"]["agents"][agent]
+        assert same, agent
+    assert cold["interactive"]["agents"]["model"] != default["interactive"]["agents"]["model"]
+
+
 def test_eval_on_fresh_tasks_reports_test_minus_fresh_with_an_interval(smoke_run, capsys):
     tmp, path = smoke_run
     assert eval_cli(tmp, "--result", str(path), "--suite", "fresh", "--nonce", "3") == 0
@@ -78,6 +95,8 @@ def test_eval_refuses_what_it_cannot_evaluate(smoke_run, capsys):
         (["--arch", "gdn", "--preset", "smoke", "--seed", "5", "--suite", "test"], "no checkpoint at"),
         (["--arch", "gdn", "--preset", "smoke", "--suite", "test", "--steps", "2"], "--steps 2: accepted"),
         (["--arch", "gdn", "--preset", "smoke", "--suite", "test", "--rollouts", "0"], "--rollouts 0: accepted"),
+        (["--result", str(path), "--suite", "valid", "--temperature", "0", "1", "5"], "--temperature 0 1 5: accepted"),
+        (["--result", str(path), "--suite", "valid", "--temperature", "1", "1", "2.5"], "STEPS a non-negative int"),
         (["--result", str(tmp / "missing.json"), "--suite", "test"], "is not a valid result file"),
     ):
         assert eval_cli(tmp, *argv) == 2, argv
