@@ -267,19 +267,17 @@ def _cell(value: float | None) -> str:
     return f"{'—':>10s}" if value is None else f"{value:10.3f}"
 
 
-def final_scores(record: dict, agent: str = "model") -> tuple[np.ndarray, list[str]]:
-    """Per-task final score of one agent (mean over the rollouts) and each task's group."""
-    tasks = record["agents"][agent]["tasks"]
-    curves, _ = metrics.record_arrays(tasks)
-    return metrics.task_scores(curves, metrics.anchor_steps(record["eval_steps"]), record["eval_steps"])[
-        "final"
-    ], tasks["group"]
+def final_scores(record: dict, agent: str = "model") -> np.ndarray:
+    """Per-task final score of one agent (each the mean over the rollouts)."""
+    curves, _ = metrics.record_arrays(record["agents"][agent]["tasks"])
+    steps = record["eval_steps"]
+    return metrics.task_scores(curves, metrics.anchor_steps(steps), steps)["final"]
 
 
 def compare(test: dict, fresh: dict) -> dict:
     """The model's final score on test and on fresh tasks, and test - fresh with a bootstrap 95 %
     interval (tasks resampled within each suite)."""
-    a, b = final_scores(test)[0], final_scores(fresh)[0]
+    a, b = final_scores(test), final_scores(fresh)
     a, b = a[~np.isnan(a)], b[~np.isnan(b)]
     rng = np.random.default_rng([metrics.BOOTSTRAP_SEED, COMPARISON_SAMPLES])
     diffs = a[rng.integers(len(a), size=(COMPARISON_SAMPLES, len(a)))].mean(1) - b[

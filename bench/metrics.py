@@ -141,14 +141,6 @@ def nanmean(values: np.ndarray, axis: int | None = None) -> np.ndarray | float:
     return float(mean) if np.ndim(mean) == 0 else mean
 
 
-def pool_rollouts(values: np.ndarray, rollouts: int) -> np.ndarray:
-    """(R * N, ...) values of R rollouts of the same N tasks (rollout-major rows) -> (N, ...) means."""
-    values = np.asarray(values, dtype=np.float64)
-    if rollouts < 1 or values.shape[0] % rollouts:
-        raise BenchError(f"{values.shape[0]} rows cannot be {rollouts} rollouts of the same tasks")
-    return nanmean(values.reshape(rollouts, -1, *values.shape[1:]), axis=0)
-
-
 def smooth(curve: np.ndarray, window: int) -> np.ndarray:
     """Trailing moving average over the last `window` points of the last axis (fewer at the start),
     NaN ignored."""

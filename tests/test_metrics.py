@@ -108,13 +108,6 @@ def test_bootstrap_interval_contains_mean_and_is_seeded():
     assert (lo, hi) == tuple(again)
 
 
-def test_pool_rollouts_means_rollout_major_rows():
-    rows = np.array([[1.0, 2.0], [3.0, np.nan], [3.0, 4.0], [5.0, 6.0]])  # 2 rollouts of 2 tasks
-    np.testing.assert_allclose(metrics.pool_rollouts(rows, 2), [[2.0, 3.0], [4.0, 6.0]])
-    with pytest.raises(BenchError, match="3 rollouts"):
-        metrics.pool_rollouts(rows, 3)
-
-
 def test_summarize_by_hand_weighs_groups_equally():
     # 8 steps, 8 anchors. Group a: one task improving from 0 to 1 at anchor 4; group b: three tasks at 0.2
     curves = np.array([[0.0] * 4 + [1.0] * 4] + [[0.2] * 8] * 3)

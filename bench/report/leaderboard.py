@@ -146,8 +146,8 @@ class Ranking:
 
 
 def _finals(rows: list[Row]) -> dict[str, np.ndarray]:
-    finals = dict(zip([r.name for r in rows], stats.finite_tasks(*[r.scores.values["final"] for r in rows])))
-    return finals
+    """Each row's run x task final scores, on the tasks finite in every row."""
+    return dict(zip([r.name for r in rows], stats.finite_tasks(*[r.scores.values["final"] for r in rows])))
 
 
 def rank(rows: list[Row], random: Row) -> Ranking:
