@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "leaderboard": ("bench.report.leaderboard", "regenerate leaderboard.md from the validated result files"),
     "results": ("bench.report.frame", "export the valid result files as one tidy table (CSV, Parquet)"),
     "plot": ("bench.report.plot", "write comparison figures (PNG and SVG) to results/plots/"),
+    "calibrate": ("bench.report.calibration", "simulate the paired test's false-positive rate and power (mean, IQM)"),
     "validate": ("bench.report.validate", "check result files: schema, preset, dataset, recomputed metrics"),
     "ood-table": ("bench.ood_table", "run TQL-UCB on the Table 1 tasks and write the side-by-side table"),
 }

@@ -4,7 +4,9 @@
 moment (times, throughput, memory, packages, git state); `weights_digest` covers the trained
 weights of the run's final checkpoint. Both come from torch arithmetic, which is bit-identical only
 on the same CPU kernel family, so the recorded values (`micro_digests.json`) are keyed by
-`torch.backends.cpu.get_cpu_capability()` and checked only where one was recorded.
+`kernel_family()` and checked only where one was recorded. The torch build's MKL takes other code
+paths on AMD than on Intel at the same capability: the AVX512 digests recorded on an Intel Xeon
+differ on an AMD EPYC (family 25), so the key names the vendor and CPU family too.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import platform
 import sys
 import tempfile
 from pathlib import Path
@@ -74,10 +77,22 @@ def weights_digest(checkpoint: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def kernel_family() -> str:
+    """torch's CPU capability, the CPU vendor and family, e.g. "AVX512 AuthenticAMD family 25"."""
+    info = {}
+    cpuinfo = Path("/proc/cpuinfo")
+    for line in cpuinfo.read_text().splitlines() if cpuinfo.exists() else []:
+        key, _, value = line.partition(":")
+        info.setdefault(key.strip(), value.strip())
+    vendor = info.get("vendor_id") or platform.machine() or "unknown"
+    family = info.get("cpu family", "?")
+    return f"{torch.backends.cpu.get_cpu_capability()} {vendor} family {family}"
+
+
 def recorded(arch: str) -> dict | None:
     """The digests recorded for `arch` on this CPU kernel family, or None."""
     table = json.loads(RECORDED.read_text()) if RECORDED.exists() else {}
-    return table.get(torch.backends.cpu.get_cpu_capability(), {}).get(arch)
+    return table.get(kernel_family(), {}).get(arch)
 
 
 def digests(arch: str, root: Path, data_root: Path) -> dict:
@@ -102,7 +117,7 @@ def record() -> None:
     table = json.loads(RECORDED.read_text()) if RECORDED.exists() else {}
     with tempfile.TemporaryDirectory() as tmp:
         entry = {arch: digests(arch, Path(tmp) / arch, Path(tmp) / "data") for arch in ARCHS}
-    table[torch.backends.cpu.get_cpu_capability()] = entry
+    table[kernel_family()] = entry
     RECORDED.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
     print(json.dumps(entry, indent=1))
 

@@ -109,9 +109,10 @@ def test_leaderboard_ranks_with_tests_and_keeps_provisional_rows_apart(results_d
     ranked = [row for row in _table_rows(text) if len(row) > 2 and row[1].startswith("`") and row[2] == "3"]
     assert [row[1] for row in ranked] == ["`gdn`", "`rwkv7`", "`lstm`"]
     assert [row[0] for row in ranked] == ["=1", "=1", "3"]  # 0.800 vs 0.797: not separable; lstm below
-    assert all("> random" in row[9] for row in ranked)
-    assert "- `gdn` and `rwkv7` are not separable: final score difference" in text
-    assert "- `rwkv7` > `lstm`: final score difference" in text
+    assert all(row[9].startswith("> random (p ") and row[9].endswith("runs > random: 3/3") for row in ranked)
+    assert "- `gdn` and `rwkv7` are not separable: IQM difference" in text
+    assert "- `rwkv7` > `lstm`: IQM difference" in text
+    assert "(not separable on the mean)" in text and "(separable on the mean)" in text
     assert "Provisional: fewer than 3 seeds, **not ranked**" in text
     assert any(row[:2] == ["`transformer`", "1"] for row in _table_rows(text))
     for label in ("oracle (finite-horizon optimum)", "uniform random", "TQL-UCB"):

@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 import pytest
+import scipy.stats
 
 from bench.errors import BenchError
 from bench.report import stats
@@ -100,11 +101,11 @@ def test_performance_profile():
 
 
 def test_paired_test_detects_a_shift():
-    got = stats.paired_test(noise(10) + 0.1, noise(11), seed=0)
-    assert got.difference == pytest.approx(0.1, abs=0.05)
+    got = stats.paired_test(noise(10) + 0.2, noise(11), seed=0)
+    assert got.difference == pytest.approx(0.2, abs=0.05)
     assert got.lo < got.difference < got.hi and got.lo > 0
     assert got.p_value < 0.05
-    flipped = stats.paired_test(noise(11), noise(10) + 0.1, seed=0)
+    flipped = stats.paired_test(noise(11), noise(10) + 0.2, seed=0)
     assert flipped.difference == pytest.approx(-got.difference) and flipped.p_value < 0.05
 
 
@@ -129,6 +130,49 @@ def test_pairing_gives_power_when_task_difficulty_varies():
     unpaired = stats.paired_test(a, b, seed=0, paired=False)
     assert paired.p_value < 0.05 < unpaired.p_value
     assert (paired.hi - paired.lo) * 3 < unpaired.hi - unpaired.lo
+
+
+def test_paired_test_of_the_iqm_resists_catastrophic_tasks():
+    """A few catastrophic run-task scores widen the mean's interval past 0; the IQM's stays clear."""
+    rng = np.random.default_rng(30)
+    offset = rng.normal(0.0, 1.0, 192)
+    a, b = offset + noise(31) + 0.1, offset + noise(32)
+    a[:, :3] -= 12.0  # three tasks on which A fails at every run
+    on_mean = stats.paired_test(a, b, seed=0)
+    on_iqm = stats.paired_test(a, b, seed=0, metric="iqm")
+    assert on_mean.p_value > 0.05 and on_mean.lo < 0 < on_mean.hi
+    assert on_iqm.p_value < 0.05 and on_iqm.lo > 0
+    assert on_iqm.difference == pytest.approx(stats.iqm(a) - stats.iqm(b))
+    assert stats.paired_test(a, b, seed=0, metric="mean") == on_mean  # the default
+
+
+def test_seed_t_carries_a_seed_effect_shared_by_tasks():
+    """A trained model is lucky or unlucky on all tasks at once: the default test sees that spread
+    (3 seeds: 2 degrees of freedom); a bootstrap drawing runs per task averages it away."""
+    offset = np.random.default_rng(33).normal(0.0, 1.0, 192)
+    a = offset + noise(34) + np.array([[0.1], [0.0], [0.2]])  # seed effects: mean 0.1, spread 0.1
+    b = offset + noise(35) + np.array([[0.0], [0.1], [-0.1]])  # mean 0
+    default = stats.paired_test(a, b, seed=0)
+    assert default.p_value > 0.05 and default.lo < default.difference < default.hi and default.lo < 0
+    assert 2 < default.df < 6  # the seed part dominates
+    per_task = stats.paired_test(a, b, seed=0, method="bootstrap_per_task")
+    assert per_task.p_value < 0.05 and (per_task.hi - per_task.lo) * 3 < default.hi - default.lo
+    assert np.isnan(per_task.df) and per_task.difference == default.difference
+    band = stats.seed_t_interval(a, "iqm", seed=0)
+    assert band.lo < band.point < band.hi and band.point == stats.iqm(a)
+    assert band.hi - band.lo > 3 * (per_task.hi - per_task.lo)
+
+
+def test_seed_t_against_a_single_run_is_a_task_test():
+    """A single run (a fixed policy) adds no seed part: with A a single run too, only tasks vary."""
+    offset = np.random.default_rng(36).normal(0.0, 1.0, 192)
+    a, b = offset + noise(37, runs=1) + 0.1, offset + noise(38, runs=1)
+    got = stats.paired_test(a, b, seed=0)
+    assert got.df == 191 and got.p_value < 0.05
+    scale = np.std(stats._task_draws(a, b, stats.METRICS["mean"], 2000, np.random.default_rng(0), True), ddof=1)
+    assert got.hi - got.lo == pytest.approx(2 * scipy.stats.t.ppf(0.975, 191) * scale)
+    same = stats.paired_test(a, a, seed=0)
+    assert (same.difference, same.lo, same.hi, same.p_value) == (0.0, 0.0, 0.0, 1.0)
 
 
 def test_pairwise_tests_with_holm():
@@ -167,6 +211,8 @@ def test_finite_tasks():
         (lambda: stats.holm([0.1, 1.2]), "p-values"),
         (lambda: stats.holm([0.1, np.nan]), "p-values"),
         (lambda: stats.pairwise_tests({"a": np.zeros((2, 3))}, pairs=[("a", "z")]), "pairs name"),
+        (lambda: stats.paired_test(np.zeros((3, 5)), np.zeros((1, 5)), metric="max"), "metric 'max'"),
+        (lambda: stats.paired_test(np.zeros((3, 5)), np.zeros((1, 5)), method="welch"), "method='welch'"),
         (lambda: stats.finite_tasks(np.full((2, 3), np.nan)), "no task is finite"),
     ],
 )
@@ -236,3 +282,23 @@ def test_matches_rliable():
     print("largest endpoint differences from rliable:", {k: round(float(v), 4) for k, v in diffs.items()})
     assert diffs["aggregates, tasks=False"] < 0.02 and diffs["aggregates, tasks=True"] < 0.02
     assert diffs["profile"] < 0.02 and diffs["poi"] < 0.04
+
+
+def test_calibration_simulation():
+    from bench.report import calibration
+
+    args = calibration.Args(cases=12, reps=200, shifts=(0.0, 0.5))
+    rates = calibration.calibrate(args, progress=False)
+    assert len(rates) == 4 * 2 * 2  # noise x B's runs x shift
+    for setting, found in rates.items():
+        assert set(found) == set(calibration.TESTS)
+        for (metric, method), rate in found.items():
+            if setting.shift == 0.5 and not (setting.noise == "heavy" and metric == "mean"):
+                assert rate == 1.0, (setting, metric, method)
+            if setting.shift == 0.0 and method == "seed_t":
+                assert rate <= 0.25, (setting, metric)
+    assert calibration.calibrate(args, progress=False) == rates  # seeded
+    text = calibration.table(rates)
+    assert text.count("\n") == 1 + 4 * 2 * 2 and "| heavy | 1 | 0.5 |" in text and "iqm, bootstrap_per_task" in text
+    with pytest.raises(BenchError, match="cases=0"):
+        calibration.calibrate(calibration.Args(cases=0), progress=False)

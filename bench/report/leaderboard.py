@@ -33,6 +33,10 @@ from bench.report.validate import validate_file
 BOOTSTRAP_SEED = 0
 BOOTSTRAP_REPS = 2000
 REQUIRED_SEEDS = 3
+RANK_METRIC = "iqm"
+"""The aggregate of the final scores that orders the ranked rows and that their tests compare: rliable's
+interquartile mean of the run x task scores (docs/statistics.md, "Which aggregate ranks"). The
+tests of the mean final score are shown beside it."""
 """Training seeds an architecture needs at a preset to be ranked; rows with fewer are shown apart."""
 BASELINES = ("oracle", "random", "tql_ucb")
 BASELINE_LABELS = {"oracle": "oracle (finite-horizon optimum)", "random": "uniform random", "tql_ucb": "TQL-UCB"}
@@ -64,7 +68,7 @@ def _rng(*names: str) -> np.random.Generator:
 
 def _iqm(name: str, final: np.ndarray) -> Estimate:
     (kept,) = stats.finite_tasks(final)
-    found = stats.interval_estimate(kept, "iqm", BOOTSTRAP_REPS, _rng(name, "iqm"), task_bootstrap=True)
+    found = stats.seed_t_interval(kept, "iqm", BOOTSTRAP_REPS, _rng(name, "iqm"))
     return Estimate(found.point, found.lo, found.hi)
 
 
@@ -136,13 +140,15 @@ def baseline_rows(docs: list[dict]) -> list[Row]:
 
 @dataclass(frozen=True)
 class Ranking:
-    """Ranked rows (by final score) with the tests behind the ranks."""
+    """Ranked rows (by the RANK_METRIC of the final score) with the tests behind the ranks."""
 
     rows: list[Row]
     adjacent: list[stats.Comparison]
-    """rows[i] vs rows[i + 1], Holm-corrected over the adjacent pairs."""
+    """rows[i] vs rows[i + 1] on RANK_METRIC, Holm-corrected over the adjacent pairs."""
+    adjacent_mean: list[stats.Comparison]
+    """The same pairs on the mean final score, Holm-corrected over the adjacent pairs."""
     vs_random: list[stats.Comparison]
-    """Each row vs uniform random, Holm-corrected over the rows."""
+    """Each row vs uniform random on RANK_METRIC, Holm-corrected over the rows."""
 
 
 def _finals(rows: list[Row]) -> dict[str, np.ndarray]:
@@ -151,17 +157,19 @@ def _finals(rows: list[Row]) -> dict[str, np.ndarray]:
 
 
 def rank(rows: list[Row], random: Row) -> Ranking:
-    rows = sorted(rows, key=lambda r: (-np.nan_to_num(r.final.point, nan=-np.inf), r.name))
+    rows = sorted(rows, key=lambda r: (-np.nan_to_num(r.iqm.point, nan=-np.inf), r.name))
     finals = _finals([*rows, random])
+
+    def tests(pairs: list[tuple[str, str]], metric: str) -> list[stats.Comparison]:
+        return stats.pairwise_tests(finals, BOOTSTRAP_REPS, BOOTSTRAP_SEED, pairs=pairs, metric=metric) if pairs else []
+
     pairs = [(a.name, b.name) for a, b in zip(rows, rows[1:])]
-    adjacent = stats.pairwise_tests(finals, BOOTSTRAP_REPS, BOOTSTRAP_SEED, pairs=pairs) if pairs else []
     versus = [(r.name, random.name) for r in rows]
-    vs_random = stats.pairwise_tests(finals, BOOTSTRAP_REPS, BOOTSTRAP_SEED, pairs=versus) if versus else []
-    return Ranking(rows, adjacent, vs_random)
+    return Ranking(rows, tests(pairs, RANK_METRIC), tests(pairs, "mean"), tests(versus, RANK_METRIC))
 
 
 def rank_labels(ranking: Ranking) -> list[str]:
-    """1, 2, ... by final score; a row not significantly below its predecessor shares its rank, "=k"."""
+    """1, 2, ... by the IQM of the final score; a row not significantly below its predecessor shares its rank, "=k"."""
     labels, rank_at = [], 1
     tied = [False] + [not c.significant for c in ranking.adjacent]
     for i in range(len(ranking.rows)):
@@ -173,8 +181,8 @@ def rank_labels(ranking: Ranking) -> list[str]:
 
 
 COLUMNS = (
-    "final score",
-    "IQM of final",
+    "IQM of final (ranks)",
+    "final score (mean)",
     "AUC",
     "in-context gain",
     "reach 0.5 (median steps)",
@@ -183,13 +191,32 @@ COLUMNS = (
 
 
 def _score_cells(row: Row) -> str:
-    return " | ".join([row.final.cell(), row.iqm.cell(), row.auc.cell(), row.gain.cell(), row.reach, row.paper_max])
+    return " | ".join([row.iqm.cell(), row.final.cell(), row.auc.cell(), row.gain.cell(), row.reach, row.paper_max])
 
 
-def _vs_random_cell(test: stats.Comparison) -> str:
+def _p(value: float) -> str:
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def _vs_random_cell(test: stats.Comparison, runs_above: str) -> str:
     sign = ">" if test.test.difference > 0 else "<"
     verdict = f"{sign} random" if test.significant else "≈ random"
-    return f"{verdict} (p {test.p_holm:.3f})"
+    return f"{verdict} (p {_p(test.p_holm)}); runs > random: {runs_above}"
+
+
+def runs_above_random(row: Row, random: Row) -> str:
+    """ "k/R": how many of the row's runs (trained models) beat uniform random on their own: each run
+    against random, tested over the tasks (`paired_test` of two single runs), Holm over the runs."""
+    final, baseline = stats.finite_tasks(row.scores.values["final"], random.scores.values["final"])
+    runs = {f"run{i}": final[i : i + 1] for i in range(final.shape[0])}
+    tests = stats.pairwise_tests(
+        {**runs, "random": baseline},
+        BOOTSTRAP_REPS,
+        BOOTSTRAP_SEED,
+        pairs=[(n, "random") for n in runs],
+        metric=RANK_METRIC,
+    )
+    return f"{sum(c.significant and c.test.difference > 0 for c in tests)}/{len(tests)}"
 
 
 def preset_table(docs: list[dict]) -> tuple[str, list[str]]:
@@ -207,7 +234,8 @@ def preset_table(docs: list[dict]) -> tuple[str, list[str]]:
     lines = [head, "|" + " --- |" * (len(COLUMNS) + 9)]
     for label, row, test in zip(rank_labels(ranked), ranked.rows, ranked.vs_random):
         lines.append(
-            f"| {label} | `{row.name}` | {row.seeds} | {_score_cells(row)} | {_vs_random_cell(test)} | "
+            f"| {label} | `{row.name}` | {row.seeds} | {_score_cells(row)} | "
+            f"{_vs_random_cell(test, runs_above_random(row, random))} | "
             f"{row.action_ce_long} | {row.params} | {row.state_size} | {row.tokens_per_s} | {row.peak_memory} |"
         )
     for row in baselines:
@@ -221,20 +249,24 @@ def preset_table(docs: list[dict]) -> tuple[str, list[str]]:
             "|" + " --- |" * (len(COLUMNS) + 3),
         ]
         for row, test in zip(provisional.rows, provisional.vs_random):
-            lines.append(f"| `{row.name}` | {row.seeds} | {_score_cells(row)} | {_vs_random_cell(test)} |")
+            cell = _vs_random_cell(test, runs_above_random(row, random))
+            lines.append(f"| `{row.name}` | {row.seeds} | {_score_cells(row)} | {cell} |")
         out.append("\n".join(lines))
-    statements = [_statement(c) for c in ranked.adjacent]
+    statements = [_statement(c, m) for c, m in zip(ranked.adjacent, ranked.adjacent_mean)]
     if len(ranked.rows) > 1:
         out.append(probability_table(ranked.rows))
     return "\n\n".join(out), statements
 
 
-def _statement(c: stats.Comparison) -> str:
-    t = c.test
+def _statement(c: stats.Comparison, mean: stats.Comparison) -> str:
+    """The pair's verdict on the IQM, with the same pair's test of the mean final score."""
     verdict = f"`{c.a}` > `{c.b}`" if c.significant else f"`{c.a}` and `{c.b}` are not separable"
+    t, m = c.test, mean.test
     return (
-        f"- {verdict}: final score difference {t.difference:+.3f} [{t.lo:+.3f}, {t.hi:+.3f}], "
-        f"p = {t.p_value:.3f}, Holm-adjusted {c.p_holm:.3f}"
+        f"- {verdict}: IQM difference {t.difference:+.3f} [{t.lo:+.3f}, {t.hi:+.3f}], "
+        f"p {_p(t.p_value)}, Holm-adjusted {_p(c.p_holm)}. Mean final score: difference "
+        f"{m.difference:+.3f} [{m.lo:+.3f}, {m.hi:+.3f}], p {_p(m.p_value)}, Holm-adjusted {_p(mean.p_holm)} "
+        f"({'separable' if mean.significant else 'not separable'} on the mean)"
     )
 
 
@@ -314,21 +346,26 @@ def render(
         "rollout each task contributes the first episode starting at or after the anchor (unbiased for a fixed",
         "policy), averaged over the run's rollouts of the task (8 by default; `bench eval --rollouts`); tasks are",
         "averaged within ns groups, and groups weigh the same.",
-        "**Final score**: the last quarter of the rollout (the ranking score); **IQM**: interquartile mean of",
-        "the run x task final scores (rliable); **AUC**: the whole rollout; **in-context gain**: final minus first",
+        "**Final score**: the last quarter of the rollout; **IQM of final** (ranks): the interquartile mean of",
+        "the run x task final scores (rliable), which a few catastrophic tasks cannot swing; **final score",
+        "(mean)**: their group-balanced mean; **AUC**: the whole rollout; **in-context gain**: final minus first",
         "quarter; **reach 0.5**: fraction of tasks whose mean score from some anchor before the last quarter to",
         "the end reaches 0.5 (median steps); **paper-style max**: the maximum of the smoothed mean curve, as in",
-        "the paper, biased upward (for comparison only). Intervals: 95 %, bootstrap over seeds and tasks.",
-        f"Ranks: rows with at least {REQUIRED_SEEDS} seeds, ordered by final score; `=k` where the paired test of",
-        "the difference with the neighbour (tasks and seeds resampled, Holm-corrected over adjacent pairs) does",
-        "not reject at 5 % (docs/statistics.md). Every row passed `python -m bench validate`.",
+        "the paper, biased upward (for comparison only). Intervals: 95 %; the IQM's is a t interval whose",
+        "variance adds the tasks' bootstrap variance and the spread between seeds (2 df at 3 seeds), the others",
+        "a descriptive bootstrap over seeds and tasks.",
+        f"Ranks: rows with at least {REQUIRED_SEEDS} seeds, ordered by the IQM of the final score; `=k` where the",
+        "seed-aware paired t test of the IQM difference with the neighbour (same task draws for both rows,",
+        "Welch df; Holm-corrected over adjacent pairs) does not reject at 5 %; each pair's test of the mean is",
+        "stated too (docs/statistics.md).",
+        "Every row passed `python -m bench validate`.",
     ]
     for preset in sorted(accepted, key=lambda p: list(PRESETS).index(p)):
         docs = accepted[preset]
         table, statements = preset_table(docs)
         out += ["", f"## Preset `{preset}`", "", table]
         if statements:
-            out += ["", "Adjacent ranked rows, final score:", "", *statements]
+            out += ["", "Adjacent ranked rows, final score (IQM, then mean):", "", *statements]
         ood = ood_table(docs)
         if ood is not None:
             out += [

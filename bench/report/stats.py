@@ -50,14 +50,16 @@ class Interval:
 
 @dataclass(frozen=True)
 class PairedTest:
-    """The difference A - B of the mean over tasks of the per-task run means, its percentile
-    interval and its two-sided bootstrap p-value (see `paired_test`)."""
+    """The difference A - B of an aggregate (by default the mean over tasks of the per-task run
+    means), its interval and its two-sided p-value (see `paired_test`)."""
 
     difference: float
     lo: float
     hi: float
     p_value: float
     reps: int
+    df: float
+    """Degrees of freedom of the t reference (method seed_t); NaN for the bootstrap methods."""
 
 
 @dataclass(frozen=True)
@@ -225,11 +227,23 @@ def _draw_tasks(rng: np.random.Generator, count: int, n_tasks: int, task_bootstr
     return np.broadcast_to(np.arange(n_tasks), (count, n_tasks))
 
 
-def _resample(scores: np.ndarray, tasks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """(count, R, M): in each column the task's R runs drawn with replacement (independently per column)."""
+RUN_RESAMPLING = ("per_task", "whole", "fixed")
+"""How a bootstrap draws the R runs: `per_task`, with replacement and independently for each task
+(rliable's stratified bootstrap: right when every task has its own training runs); `whole`, with
+replacement once per resample and the same runs for every task (right when a run is one trained model
+evaluated on all tasks, so that a seed's luck is shared by its tasks); `fixed`, every run as it is."""
+
+
+def _resample(scores: np.ndarray, tasks: np.ndarray, rng: np.random.Generator, runs: str = "per_task") -> np.ndarray:
+    """(count, R, M): each drawn task's scores of R runs drawn as `runs` says (RUN_RESAMPLING)."""
     count, n_tasks = tasks.shape
-    runs = rng.integers(0, scores.shape[0], size=(count, scores.shape[0], n_tasks))
-    return scores[runs, tasks[:, None, :]]
+    width = {"per_task": n_tasks, "whole": 1}.get(runs)
+    if width is None:
+        if runs != "fixed":
+            raise BenchError(f"runs={runs!r}; accepted: {', '.join(RUN_RESAMPLING)}")
+        return np.moveaxis(scores[:, tasks], 0, 1)
+    drawn = rng.integers(0, scores.shape[0], size=(count, scores.shape[0], width))
+    return scores[drawn, tasks[:, None, :]]
 
 
 def bootstrap_distribution(
@@ -365,43 +379,134 @@ def probability_of_improvement_ci(
 # --- the paired test and Holm's correction ------------------------------------------------------
 
 
+TEST_METHODS = ("seed_t", "bootstrap", "bootstrap_per_task")
+"""The methods of `paired_test`: `seed_t` (the default) adds the seed-level and the task-level
+variance of the difference and refers it to Student's t; `bootstrap` and `bootstrap_per_task` are
+percentile bootstraps over tasks and whole runs, or runs drawn per task (RUN_RESAMPLING), kept to
+measure what the default gains (`python -m bench calibrate`)."""
+
+
+def _task_draws(
+    a: np.ndarray, b: np.ndarray | None, function: Statistic, reps: int, rng: np.random.Generator, paired: bool
+) -> np.ndarray:
+    """(reps,) values of function(A*) - function(B*) (or function(A*) without B), where the M tasks
+    are drawn with replacement (one draw for both when `paired`) and every run is kept."""
+    n_tasks = a.shape[1]
+    samples = np.empty(reps)
+    for start, count in _chunks(reps, (a.shape[0] + (0 if b is None else b.shape[0])) * n_tasks):
+        tasks_a = rng.integers(0, n_tasks, size=(count, n_tasks))
+        value = function(_resample(a, tasks_a, rng, "fixed"))
+        if b is not None:
+            tasks_b = tasks_a if paired else rng.integers(0, n_tasks, size=(count, n_tasks))
+            value = value - function(_resample(b, tasks_b, rng, "fixed"))
+        samples[start : start + count] = value
+    return samples
+
+
+SHUFFLES = 200
+"""Within-task shuffles of the runs behind `_seed_variance`'s no-seed-effect baseline."""
+
+
+def _seed_variance(scores: np.ndarray, function: Statistic, rng: np.random.Generator) -> tuple[float, int]:
+    """(v, R - 1): v estimates the variance that the run (seed) effect, shared by all of a run's
+    tasks, adds to the metric; (0, 0) for a single run (a fixed policy, or a run whose spread is
+    unknown). v = max(0, s^2 - s0^2) / R, where s^2 is the variance of the R per-run values of the
+    metric and s0^2 its mean when the runs are shuffled within each task (no seed effect left): the
+    per-task noise in s^2 is already in the task part of the variance, and is not counted twice."""
+    runs, n_tasks = scores.shape
+    if runs < 2:
+        return 0.0, 0
+    spread = float(np.var(function(scores[:, None, :]), ddof=1))
+    order = rng.permuted(np.broadcast_to(np.arange(runs)[:, None], (SHUFFLES, runs, n_tasks)), axis=1)
+    shuffled = scores[order, np.arange(n_tasks)]  # (SHUFFLES, R, M)
+    baseline = float(np.var(function(shuffled[:, :, None, :]), axis=1, ddof=1).mean())
+    return max(0.0, spread - baseline) / runs, runs - 1
+
+
+def _t_summary(point: float, parts: list[tuple[float, int]], level: float) -> tuple[float, float, float, float]:
+    """(lo, hi, p, df) of a t statistic whose squared standard error is the sum of the variance
+    `parts`, each with its degrees of freedom (Welch-Satterthwaite for the total)."""
+    parts = [(v, df) for v, df in parts if v > 0 and df > 0]
+    variance = sum(v for v, _ in parts)
+    if variance == 0:
+        return point, point, float(point == 0) if np.isfinite(point) else 1.0, np.inf
+    df = variance**2 / sum(v**2 / d for v, d in parts)
+    se = np.sqrt(variance)
+    half = float(scipy.stats.t.ppf(0.5 + level / 2, df)) * se
+    p = float(2 * scipy.stats.t.sf(abs(point) / se, df))
+    return point - half, point + half, p, float(df)
+
+
 def paired_test(
     a: ArrayLike,
     b: ArrayLike,
     reps: int = BOOTSTRAP_REPS,
     seed: Seed = 0,
     level: float = CI_LEVEL,
+    metric: str | Statistic = "mean",
+    method: str = "seed_t",
     paired: bool = True,
-    resample_runs: bool = True,
 ) -> PairedTest:
-    """Is A's score different from B's? d = mean over tasks of (A's run mean - B's run mean).
+    """Is A's score different from B's? d = metric(A) - metric(B), by default the mean over tasks of
+    the per-task run means (`metric="iqm"`: the interquartile means of the pooled run x task scores).
 
-    Two-level bootstrap: the M tasks are drawn with replacement, one draw shared by A and B (paired;
-    `paired=False` draws them independently, for comparison), then within each drawn task A's runs
-    and B's runs are drawn with replacement, independently (`resample_runs=False` keeps the run
-    means). B may be a single run (R = 1). Interval: percentiles of d*. Two-sided p-value by
-    inverting the percentile interval: p = 2 * (1 + min(#{d* <= 0}, #{d* >= 0})) / (reps + 1),
-    capped at 1, so p < 1 - level about when the interval excludes 0; its smallest value is
-    2 / (reps + 1)."""
+    `seed_t` (default): the squared standard error of d is the sum of a task part, the variance of
+    d* over `reps` resamples of the M tasks (with replacement, one draw shared by A and B: paired;
+    `paired=False` draws them apart, for comparison; all runs kept), and a seed part per side with
+    R >= 2 runs, the variance of the R per-run values of the metric divided by R (a side with one
+    run is a fixed policy, such as uniform random, and has none). t = d / se against Student's t with
+    Welch-Satterthwaite degrees of freedom; the interval is d -/+ t_(df, level) se. With 3 seeds the
+    seed part has 2 degrees of freedom, which is what makes the test honest when a seed's luck is
+    shared by all its tasks (docs/statistics.md).
+
+    `bootstrap` / `bootstrap_per_task`: the percentile interval of d* when the tasks are drawn as
+    above and then the runs with replacement (whole runs, or per task); p = 2 * (1 + min(#{d* <= 0},
+    #{d* >= 0})) / (reps + 1), capped at 1."""
     a, b = as_scores(a, "a"), as_scores(b, "b")
     n_tasks = _same_tasks({"a": a, "b": b})
     _check_reps_level(reps, level)
+    function = _statistic(metric)
+    if method not in TEST_METHODS:
+        raise BenchError(f"method={method!r}; accepted: {', '.join(TEST_METHODS)}")
     rng = _rng(seed)
+    difference = float(function(a) - function(b))
+    if method == "seed_t":
+        task_part = (float(np.var(_task_draws(a, b, function, reps, rng, paired), ddof=1)), n_tasks - 1)
+        lo, hi, p_value, df = _t_summary(
+            difference, [task_part, _seed_variance(a, function, rng), _seed_variance(b, function, rng)], level
+        )
+        return PairedTest(difference, lo, hi, p_value, int(reps), df)
+    runs = "whole" if method == "bootstrap" else "per_task"
     samples = np.empty(reps)
     for start, count in _chunks(reps, (a.shape[0] + b.shape[0]) * n_tasks):
         tasks_a = rng.integers(0, n_tasks, size=(count, n_tasks))
         tasks_b = tasks_a if paired else rng.integers(0, n_tasks, size=(count, n_tasks))
-        if resample_runs:
-            means_a = _resample(a, tasks_a, rng).mean(axis=1)
-            means_b = _resample(b, tasks_b, rng).mean(axis=1)
-        else:
-            means_a, means_b = a.mean(axis=0)[tasks_a], b.mean(axis=0)[tasks_b]
-        samples[start : start + count] = (means_a - means_b).mean(axis=1)
-    difference = float((a.mean(axis=0) - b.mean(axis=0)).mean())
+        drawn_a, drawn_b = _resample(a, tasks_a, rng, runs), _resample(b, tasks_b, rng, runs)
+        samples[start : start + count] = function(drawn_a) - function(drawn_b)
     lo, hi = _percentiles(samples, level)
     extreme = min(np.count_nonzero(samples <= 0), np.count_nonzero(samples >= 0))
     p_value = min(1.0, 2 * (1 + int(extreme)) / (reps + 1))
-    return PairedTest(difference, float(lo), float(hi), p_value, int(reps))
+    return PairedTest(difference, float(lo), float(hi), p_value, int(reps), np.nan)
+
+
+def seed_t_interval(
+    scores: ArrayLike,
+    metric: str | Statistic = "iqm",
+    reps: int = BOOTSTRAP_REPS,
+    seed: Seed = 0,
+    level: float = CI_LEVEL,
+) -> Interval:
+    """`metric` of `scores` and its t interval: squared standard error = the variance over `reps`
+    task resamples (all runs kept) + the variance of the per-run values over R (if R >= 2), with
+    Welch-Satterthwaite degrees of freedom (the one-sample form of `paired_test`'s default)."""
+    s = as_scores(scores)
+    _check_reps_level(reps, level)
+    function = _statistic(metric)
+    point = float(function(s))
+    rng = _rng(seed)
+    task_part = (float(np.var(_task_draws(s, None, function, reps, rng, True), ddof=1)), s.shape[1] - 1)
+    lo, hi, _p, _df = _t_summary(point, [task_part, _seed_variance(s, function, rng)], level)
+    return Interval(point, lo, hi)
 
 
 def holm(p_values: ArrayLike) -> np.ndarray:
@@ -431,16 +536,18 @@ def pairwise_tests(
     level: float = CI_LEVEL,
     alpha: float = ALPHA,
     pairs: Sequence[tuple[str, str]] | None = None,
+    metric: str | Statistic = "mean",
 ) -> list[Comparison]:
-    """`paired_test` of each pair (every pair a, b in the mapping's order unless `pairs` are given),
-    with Holm's correction over all of them. Each pair draws from its own stream of the int `seed`."""
+    """`paired_test` of `metric` for each pair (every pair a, b in the mapping's order unless `pairs`
+    are given), with Holm's correction over all of them. Each pair draws from its own stream of the
+    int `seed`."""
     arrays = _named(scores)
     if pairs is None:
         pairs = list(combinations(arrays, 2))
     unknown = sorted({name for pair in pairs for name in pair} - set(arrays))
     if unknown:
         raise BenchError(f"pairs name {unknown}; accepted: names of the given matrices {list(arrays)}")
-    tests = [paired_test(arrays[a], arrays[b], reps, _rng(seed, a, b), level) for a, b in pairs]
+    tests = [paired_test(arrays[a], arrays[b], reps, _rng(seed, a, b), level, metric=metric) for a, b in pairs]
     p_values = [t.p_value for t in tests]
     adjusted, reject = holm(p_values), holm_significant(p_values, alpha)
     return [Comparison(a, b, t, float(p), bool(r)) for (a, b), t, p, r in zip(pairs, tests, adjusted, reject)]
