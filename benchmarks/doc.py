@@ -42,6 +42,7 @@ TABLES = {
     "layer": Table("One layer, forward + backward", "backbone", "form", "recurrent"),
     "step": Table("One recurrent step", "backbone", None),
     "train": Table("One training step", "backbone", "layout", "grouped"),
+    "stats": Table("Leaderboard statistics", "estimate", None),
 }
 PLACEHOLDER = re.compile(r"^\{\{(machine|summary|table (\w+))\}\}$")
 

@@ -4,9 +4,10 @@
 moment (times, throughput, memory, packages, git state); `weights_digest` covers the trained
 weights of the run's final checkpoint. Both come from torch arithmetic, which is bit-identical only
 on the same CPU kernel family, so the recorded values (`micro_digests.json`) are keyed by
-`kernel_family()` and checked only where one was recorded. The torch build's MKL takes other code
-paths on AMD than on Intel at the same capability: the AVX512 digests recorded on an Intel Xeon
-differ on an AMD EPYC (family 25), so the key names the vendor and CPU family too.
+`kernel_family()` and checked only where one was recorded. The same capability is not enough: the
+AVX512 digests recorded on an Intel Xeon differ on an AMD EPYC (family 25), so the key names the
+vendor and CPU family too. (The cause was not isolated: on the EPYC, MKL_CBWR=AVX512 leaves gdn's
+digests as they are, MKL_CBWR=COMPATIBLE changes them.)
 """
 
 from __future__ import annotations

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 import scipy.stats
@@ -220,17 +218,6 @@ def test_bad_input(call, message):
     with pytest.raises(BenchError, match=message) as error:
         call()
     assert "\n" not in str(error.value)
-
-
-def test_speed():
-    scores = noise(22)
-    start = time.perf_counter()
-    stats.interval_estimate(scores, "iqm", reps=2000, seed=0)
-    stats.interval_estimate(scores, "median", reps=2000, seed=0, task_bootstrap=True)
-    stats.paired_test(scores, noise(23), reps=2000, seed=0)
-    stats.probability_of_improvement_ci(scores, noise(23), reps=2000, seed=0)
-    stats.performance_profile(scores, np.linspace(-1, 1, 101), reps=2000, seed=0)
-    assert time.perf_counter() - start < 2.0  # about 0.2 s on one core
 
 
 def test_matches_rliable():
