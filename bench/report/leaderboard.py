@@ -33,11 +33,11 @@ from bench.report.validate import validate_file
 BOOTSTRAP_SEED = 0
 BOOTSTRAP_REPS = 2000
 REQUIRED_SEEDS = 3
+"""Training seeds an architecture needs at a preset to be ranked; rows with fewer are shown apart."""
 RANK_METRIC = "iqm"
 """The aggregate of the final scores that orders the ranked rows and that their tests compare: rliable's
 interquartile mean of the run x task scores (docs/statistics.md, "Which aggregate ranks"). The
 tests of the mean final score are shown beside it."""
-"""Training seeds an architecture needs at a preset to be ranked; rows with fewer are shown apart."""
 BASELINES = ("oracle", "random", "tql_ucb")
 BASELINE_LABELS = {"oracle": "oracle (finite-horizon optimum)", "random": "uniform random", "tql_ucb": "TQL-UCB"}
 PLOTS = ("curves", "profile", "poi", "offline_loss")

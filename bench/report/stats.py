@@ -437,6 +437,24 @@ def _t_summary(point: float, parts: list[tuple[float, int]], level: float) -> tu
     return point - half, point + half, p, float(df)
 
 
+def _seed_t(
+    a: np.ndarray,
+    b: np.ndarray | None,
+    function: Statistic,
+    reps: int,
+    rng: np.random.Generator,
+    paired: bool,
+    level: float,
+) -> tuple[float, float, float, float, float]:
+    """(point, lo, hi, p, df) of the seed-aware t test of function(A) - function(B), or of function(A)
+    alone when `b` is None: the task part is the variance of `_task_draws`, with M - 1 degrees of
+    freedom, plus each side's `_seed_variance`."""
+    point = float(function(a) - (0.0 if b is None else function(b)))
+    parts = [(float(np.var(_task_draws(a, b, function, reps, rng, paired), ddof=1)), a.shape[1] - 1)]
+    parts += [_seed_variance(side, function, rng) for side in (a, b) if side is not None]
+    return point, *_t_summary(point, parts, level)
+
+
 def paired_test(
     a: ArrayLike,
     b: ArrayLike,
@@ -453,8 +471,9 @@ def paired_test(
     `seed_t` (default): the squared standard error of d is the sum of a task part, the variance of
     d* over `reps` resamples of the M tasks (with replacement, one draw shared by A and B: paired;
     `paired=False` draws them apart, for comparison; all runs kept), and a seed part per side with
-    R >= 2 runs, the variance of the R per-run values of the metric divided by R (a side with one
-    run is a fixed policy, such as uniform random, and has none). t = d / se against Student's t with
+    R >= 2 runs, the variance of the R per-run values of the metric, less what the per-task noise
+    alone gives it, divided by R (`_seed_variance`; a side with one run is a fixed policy, such as
+    uniform random, and has none). t = d / se against Student's t with
     Welch-Satterthwaite degrees of freedom; the interval is d -/+ t_(df, level) se. With 3 seeds the
     seed part has 2 degrees of freedom, which is what makes the test honest when a seed's luck is
     shared by all its tasks (docs/statistics.md).
@@ -469,13 +488,10 @@ def paired_test(
     if method not in TEST_METHODS:
         raise BenchError(f"method={method!r}; accepted: {', '.join(TEST_METHODS)}")
     rng = _rng(seed)
-    difference = float(function(a) - function(b))
     if method == "seed_t":
-        task_part = (float(np.var(_task_draws(a, b, function, reps, rng, paired), ddof=1)), n_tasks - 1)
-        lo, hi, p_value, df = _t_summary(
-            difference, [task_part, _seed_variance(a, function, rng), _seed_variance(b, function, rng)], level
-        )
+        difference, lo, hi, p_value, df = _seed_t(a, b, function, reps, rng, paired, level)
         return PairedTest(difference, lo, hi, p_value, int(reps), df)
+    difference = float(function(a) - function(b))
     runs = "whole" if method == "bootstrap" else "per_task"
     samples = np.empty(reps)
     for start, count in _chunks(reps, (a.shape[0] + b.shape[0]) * n_tasks):
@@ -499,13 +515,8 @@ def seed_t_interval(
     """`metric` of `scores` and its t interval: squared standard error = the variance over `reps`
     task resamples (all runs kept) + the variance of the per-run values over R (if R >= 2), with
     Welch-Satterthwaite degrees of freedom (the one-sample form of `paired_test`'s default)."""
-    s = as_scores(scores)
     _check_reps_level(reps, level)
-    function = _statistic(metric)
-    point = float(function(s))
-    rng = _rng(seed)
-    task_part = (float(np.var(_task_draws(s, None, function, reps, rng, True), ddof=1)), s.shape[1] - 1)
-    lo, hi, _p, _df = _t_summary(point, [task_part, _seed_variance(s, function, rng)], level)
+    point, lo, hi, _p, _df = _seed_t(as_scores(scores), None, _statistic(metric), reps, _rng(seed), True, level)
     return Interval(point, lo, hi)
 
 
