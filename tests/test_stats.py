@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import scipy.stats
@@ -289,3 +291,32 @@ def test_calibration_simulation():
     assert text.count("\n") == 1 + 4 * 2 * 2 and "| heavy | 1 | 0.5 |" in text and "iqm, bootstrap_per_task" in text
     with pytest.raises(BenchError, match="cases=0"):
         calibration.calibrate(calibration.Args(cases=0), progress=False)
+
+
+def test_calibration_resumes_from_its_state_file(tmp_path, monkeypatch):
+    from bench.report import calibration
+
+    args = calibration.Args(cases=3, reps=50, shifts=(0.0,))
+    whole = calibration.calibrate(args, progress=False)
+    state = tmp_path / "calibration.json"
+    calls = 0
+    real = calibration.stats.paired_test
+
+    def interrupted(*a, **kw):  # stops the run inside its third setting
+        nonlocal calls
+        calls += 1
+        if calls > 2 * args.cases * len(calibration.TESTS):
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(calibration.stats, "paired_test", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        calibration.calibrate(args, progress=False, state=state)
+    assert len(json.loads(state.read_text())["settings"]) == 2
+    monkeypatch.setattr(calibration.stats, "paired_test", real)
+    assert calibration.calibrate(args, progress=False, state=state) == whole
+    with pytest.raises(BenchError, match="was written with"):
+        calibration.calibrate(calibration.Args(cases=4, reps=50, shifts=(0.0,)), progress=False, state=state)
+    state.write_text("{")
+    with pytest.raises(BenchError, match="not a calibration state file"):
+        calibration.calibrate(args, progress=False, state=state)

@@ -16,18 +16,24 @@ noise models (every one has the task offset ~ N(0, 1) and run noise ~ N(0, 0.3^2
 The shift moves every cell of A, so it is the true difference of the mean and of the IQM alike.
 Each case goes through every test of TESTS (metric, method) on the same draws. Every draw comes
 from seeded Generators: the same arguments print the same table (docs/statistics.md shows it).
+With `--state FILE` each finished setting is saved (atomically); a rerun with the same arguments
+and file skips them, and prints the same table as an uninterrupted run, since every setting draws
+from a stream of its own.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from bench.errors import BenchError
+from bench.io import atomic_write_json
 from bench.report import stats
 
 NOISE_MODELS = ("normal", "seed 0.03", "seed 0.1", "heavy")
@@ -84,11 +90,35 @@ def settings(args: Args) -> list[Setting]:
     return [Setting(*cell) for cell in itertools.product(NOISE_MODELS, (3, 1), args.shifts)]
 
 
+def _key(test: tuple[str, str]) -> str:
+    return "/".join(test)
+
+
+def _finished(state: Path | None, header: dict) -> dict[int, dict[tuple[str, str], float]]:
+    """The settings (by index) that `state` holds for the same arguments; {} without a file."""
+    if state is None or not state.exists():
+        return {}
+    try:
+        saved = json.loads(state.read_text())
+    except (OSError, ValueError) as error:
+        raise BenchError(
+            f"--state {state}: not a calibration state file ({error}); accepted: one that calibrate wrote"
+        ) from None
+    if not isinstance(saved, dict) or saved.get("header") != header:
+        raise BenchError(
+            f"--state {state} was written with {saved.get('header') if isinstance(saved, dict) else saved!r}; "
+            f"this run has {header}: "
+            "accepted: the same arguments, or another file"
+        )
+    return {int(i): {tuple(k.split("/")): r for k, r in rates.items()} for i, rates in saved["settings"].items()}
+
+
 def calibrate(
-    args: Args, alpha: float = stats.ALPHA, progress: bool = True
+    args: Args, alpha: float = stats.ALPHA, progress: bool = True, state: Path | None = None
 ) -> dict[Setting, dict[tuple[str, str], float]]:
     """Per setting, the rejection rate (p < alpha) of each test in TESTS. Every setting draws from a
-    stream of its own, and the four tests see the same cases."""
+    stream of its own, and the four tests see the same cases. With `state`, finished settings are
+    saved there after each one and skipped when found (module docstring)."""
     if args.cases < 1 or args.reps < 1 or args.tasks < 4:
         raise BenchError(
             f"cases={args.cases}, reps={args.reps}, tasks={args.tasks}; accepted: cases >= 1, reps >= 1, tasks >= 4"
@@ -96,9 +126,20 @@ def calibrate(
     if not 0 <= args.failure_rate < 1:
         raise BenchError(f"failure_rate={args.failure_rate}; accepted: a share in [0, 1)")
     cells = settings(args)
-    bar = tqdm(total=len(cells) * args.cases, desc="simulated cases", unit="case", disable=not progress)
+    header = {"args": {**asdict(args), "shifts": list(args.shifts)}, "alpha": alpha, "tests": [_key(x) for x in TESTS]}
+    done = _finished(state, header)
+    bar = tqdm(
+        total=len(cells) * args.cases,
+        initial=len(done) * args.cases,
+        desc="simulated cases",
+        unit="case",
+        disable=not progress,
+    )
     rates = {}
     for index, setting in enumerate(cells):
+        if index in done:
+            rates[setting] = done[index]
+            continue
         rng = np.random.default_rng([args.seed, index])
         rejected = dict.fromkeys(TESTS, 0)
         for _ in range(args.cases):
@@ -108,6 +149,10 @@ def calibrate(
                 rejected[metric, method] += test.p_value < alpha
             bar.update()
         rates[setting] = {test: count / args.cases for test, count in rejected.items()}
+        if state is not None:
+            done[index] = rates[setting]
+            saved = {str(i): {_key(test): r for test, r in found.items()} for i, found in sorted(done.items())}
+            atomic_write_json(state, {"header": header, "settings": saved})
     bar.close()
     return rates
 
@@ -127,10 +172,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cases", type=int, default=defaults.cases, help="simulated cases per setting")
     parser.add_argument("--reps", type=int, default=defaults.reps, help="bootstrap resamples per test")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of every draw")
+    parser.add_argument("--state", type=Path, help="save finished settings here; a rerun skips them (resume)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def main(args: argparse.Namespace) -> int:
-    found = calibrate(Args(cases=args.cases, reps=args.reps, seed=args.seed), progress=not args.no_progress)
+    simulation = Args(cases=args.cases, reps=args.reps, seed=args.seed)
+    found = calibrate(simulation, progress=not args.no_progress, state=args.state)
     print(table(found))
     return 0
