@@ -372,6 +372,24 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
+def cpu_identity() -> dict[str, str]:
+    """What, besides the seed, decides a CPU run's bits: torch's CPU capability and the processor's
+    vendor, family and model name (from /proc/cpuinfo; `platform.processor()` elsewhere). An AVX-512
+    Intel Xeon and an AVX-512 AMD EPYC train different weights from the same seed
+    (tests/micro_digest.py)."""
+    info: dict[str, str] = {}
+    cpuinfo = Path("/proc/cpuinfo")
+    for line in cpuinfo.read_text().splitlines() if cpuinfo.exists() else []:
+        key, _, value = line.partition(":")
+        info.setdefault(key.strip(), value.strip())
+    return {
+        "capability": torch.backends.cpu.get_cpu_capability(),
+        "vendor": info.get("vendor_id") or platform.machine() or "unknown",
+        "family": info.get("cpu family", "?"),
+        "model": info.get("model name") or platform.processor() or "unknown",
+    }
+
+
 def manifest(
     model: ICRLModel,
     arch_kwargs: dict,
@@ -394,6 +412,7 @@ def manifest(
         "packages": package_versions(),
         "python": platform.python_version(),
         "platform": platform.platform(),
+        "cpu": cpu_identity(),
         "device": torch.cuda.get_device_name(torch.device(device)) if torch.device(device).type == "cuda" else "cpu",
         "torch_threads": threads,
         "dataset_fingerprint": info.fingerprint,

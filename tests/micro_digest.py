@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import platform
 import sys
 import tempfile
 from pathlib import Path
@@ -24,6 +23,7 @@ import torch
 
 from architectures import REGISTRY
 from bench.presets import DataSpec, get_preset
+from bench.run import cpu_identity
 
 TINY = get_preset("tiny")
 MICRO = dataclasses.replace(
@@ -50,6 +50,7 @@ RECORDED = Path(__file__).with_name("micro_digests.json")
 MACHINE_FIELDS = (
     "backbone_source",  # the code's state, as git_commit
     "command",
+    "cpu",
     "created_utc",
     "device",
     "git_commit",
@@ -80,14 +81,8 @@ def weights_digest(checkpoint: Path) -> str:
 
 def kernel_family() -> str:
     """torch's CPU capability, the CPU vendor and family, e.g. "AVX512 AuthenticAMD family 25"."""
-    info = {}
-    cpuinfo = Path("/proc/cpuinfo")
-    for line in cpuinfo.read_text().splitlines() if cpuinfo.exists() else []:
-        key, _, value = line.partition(":")
-        info.setdefault(key.strip(), value.strip())
-    vendor = info.get("vendor_id") or platform.machine() or "unknown"
-    family = info.get("cpu family", "?")
-    return f"{torch.backends.cpu.get_cpu_capability()} {vendor} family {family}"
+    cpu = cpu_identity()
+    return f"{cpu['capability']} {cpu['vendor']} family {cpu['family']}"
 
 
 def recorded(arch: str) -> dict | None:

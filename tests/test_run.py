@@ -54,6 +54,15 @@ def test_micro_pipeline_writes_a_valid_result_and_resume_reproduces_it(tmp_path)
     assert_same_numbers_as_recorded("gdn", doc, tmp_path)
     manifest = doc["manifest"]
     assert manifest["arch_class"] == "architectures.gdn:GatedDeltaNet"
+    assert (
+        manifest["cpu"] == run_mod.cpu_identity()
+        and manifest["cpu"]["capability"] == torch.backends.cpu.get_cpu_capability()
+    )
+    broken = copy.deepcopy(doc)
+    broken["manifest"]["cpu"]["family"] = 25
+    assert any("manifest.cpu.family: expected str" in r for r in results.check_result(broken))
+    del broken["manifest"]["cpu"]  # files written before the field existed
+    assert not any("cpu" in r for r in results.check_result(broken))
     assert manifest["preset_digest"] == MICRO.digest() != TINY.digest()
     assert manifest["param_count"]["total"] > manifest["param_count"]["backbone"] > 0
     assert doc["training"]["steps"] == 3 and doc["training"]["tokens"] == 3 * 4 * 64 * 1  # one token per step

@@ -37,6 +37,13 @@ class _Optional:
         self.spec = spec
 
 
+class _IfPresent:
+    """Spec wrapper: the key may be absent (added to the schema after files were written)."""
+
+    def __init__(self, spec: Any) -> None:
+        self.spec = spec
+
+
 class _MapOf:
     """Spec: an object whose keys are any strings and whose values follow `spec`."""
 
@@ -103,6 +110,7 @@ SCHEMA: dict[str, Any] = {
         "packages": _MapOf(_Optional(str)),
         "python": str,
         "platform": str,
+        "cpu": _IfPresent({"capability": str, "vendor": str, "family": str, "model": str}),
         "device": str,
         "torch_threads": int,
         "dataset_fingerprint": str,
@@ -148,7 +156,10 @@ def _check(value: Any, spec: Any, where: str, reasons: list[str]) -> None:
             reasons.append(f"{where}: expected an object, got {type(value).__name__}")
             return
         for key, sub in spec.items():
-            if key not in value:
+            if isinstance(sub, _IfPresent):
+                if key in value:
+                    _check(value[key], sub.spec, f"{where}.{key}", reasons)
+            elif key not in value:
                 reasons.append(f"{where}.{key}: missing")
             else:
                 _check(value[key], sub, f"{where}.{key}", reasons)
